@@ -220,7 +220,7 @@ class ChatCore:
         if user.last_event_id and self.faults.fire("repeat-event-id"):
             event_id = user.last_event_id
         else:
-            if self.faults.fire("skip-event-id"):
+            if user.last_event_id and self.faults.fire("skip-event-id"):  # after a baseline exists
                 user.last_event_id += 1
             user.last_event_id += 1
             event_id = user.last_event_id

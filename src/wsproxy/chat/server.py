@@ -10,13 +10,14 @@ import asyncio
 import itertools
 from dataclasses import dataclass
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from wsproxy.chat.core import ChatCore, Outgoing
 from wsproxy.chat.faults import Faults
 
 CORE_KEY = web.AppKey("chat_core", ChatCore)
 OUTBOXES_KEY = web.AppKey("chat_outboxes", dict)
+SOCKETS_KEY = web.AppKey("chat_sockets", set)
 _CLOSE = object()  # sentinel: the writer task ends
 
 
@@ -25,7 +26,15 @@ def make_app(faults: Faults | None = None, max_msg_size: int = 16 * 1024 * 1024)
     app = web.Application()
     app[CORE_KEY] = ChatCore(faults)
     app[OUTBOXES_KEY] = {}
+    app[SOCKETS_KEY] = set()
     ids = itertools.count(1)
+
+    async def close_all(app: web.Application) -> None:
+        """On shutdown, say goodbye (1001) to every client instead of waiting for them."""
+        for ws in list(app[SOCKETS_KEY]):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+    app.on_shutdown.append(close_all)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         user = request.query.get("user", "")
@@ -35,6 +44,7 @@ def make_app(faults: Faults | None = None, max_msg_size: int = 16 * 1024 * 1024)
         if not ws.can_prepare(request).ok:
             raise web.HTTPUpgradeRequired(text="this is a WebSocket endpoint (?user=NAME)\n")
         await ws.prepare(request)
+        app[SOCKETS_KEY].add(ws)
         conn_id = next(ids)
         core, outboxes = app[CORE_KEY], app[OUTBOXES_KEY]
         outbox: asyncio.Queue = asyncio.Queue()
@@ -46,6 +56,7 @@ def make_app(faults: Faults | None = None, max_msg_size: int = 16 * 1024 * 1024)
                 if msg.type == WSMsgType.TEXT:
                     _deliver(outboxes, core.receive(conn_id, msg.data))
         finally:
+            app[SOCKETS_KEY].discard(ws)
             del outboxes[conn_id]
             _deliver(outboxes, core.disconnect(conn_id))
             outbox.put_nowait(_CLOSE)
@@ -88,7 +99,7 @@ class RunningServer:
 
 async def start_chat_server(host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None) -> RunningServer:
     """Start the chat server on host:port (0: a free port) and return it running."""
-    runner = web.AppRunner(make_app(faults), handle_signals=False, access_log=None)
+    runner = web.AppRunner(make_app(faults), handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
