@@ -6,12 +6,14 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 
 from wsproxy import __version__
+from wsproxy.errors import UserError
 
 app = typer.Typer(
     name="wsproxy",
@@ -23,14 +25,6 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 out = Console()
-
-
-class UserError(Exception):
-    """An error the user can fix; printed as one line, exit code 1 (or ``code``)."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -168,6 +162,103 @@ def chat_client(
             raise
 
     run_async(go)
+
+
+@app.command()
+def record(
+    listen: Annotated[str, typer.Option(help="HOST:PORT for clients to connect to (loopback unless you say otherwise).")] = "127.0.0.1:8080",
+    upstream: Annotated[str, typer.Option(help="The real server: ws:// or wss:// URL; a path prefix is kept.")] = "ws://127.0.0.1:8765",
+    db: Annotated[Path, typer.Option(help="DuckDB file to record into (a new session is appended).")] = Path("wsproxy.duckdb"),
+    label: Annotated[Optional[str], typer.Option(help="A name for this session.")] = None,
+    no_redact: Annotated[bool, typer.Option("--no-redact", help="Keep Authorization/Cookie headers and token query values in the recording.")] = False,
+    max_message_size: Annotated[int, typer.Option(help="Largest message in bytes, both legs; bigger ones close with 1009.")] = 16 * 1024 * 1024,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Do not verify the wss:// upstream's certificate.")] = False,
+    ca: Annotated[Optional[str], typer.Option("--ca", help="Trust this CA file for a wss:// upstream.")] = None,
+    tls_cert: Annotated[Optional[str], typer.Option(help="Serve wss:// to clients with this certificate (PEM).")] = None,
+    tls_key: Annotated[Optional[str], typer.Option(help="The key of --tls-cert (PEM).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status; only errors and the final summary.")] = False,
+    log_format: Annotated[str, typer.Option(help="text or json (one JSON object per line on stderr).")] = "text",
+) -> None:
+    """Relay WebSocket clients to the upstream server and record every frame into DuckDB.
+
+    Point your client at the --listen address instead of the server. Ctrl-C stops;
+    everything relayed is written before the file is closed.
+
+    Examples:
+
+      wsproxy record --upstream ws://127.0.0.1:8765 --listen 127.0.0.1:8080
+
+      wsproxy record --upstream wss://chat.example.org/ws --db today.duckdb --label "login bug"
+    """
+    from wsproxy.record import ConfigError, RecordOptions, RecordSession
+    from wsproxy.recorder import RecordingError
+    from wsproxy.status import Rates, log_json, status_line, summary
+
+    if log_format not in ("text", "json"):
+        raise fail("--log-format must be text or json")
+    options = RecordOptions(listen, upstream, db, label, not no_redact, max_message_size, insecure, ca,
+                            tls_cert, tls_key)
+    try:
+        session = RecordSession(options)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    if session.host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]Warning:[/] listening on {session.host}: other machines can connect to this proxy")
+
+    async def go(stop: asyncio.Event) -> dict:
+        try:
+            await session.start()
+        except RecordingError as exc:
+            raise UserError(str(exc)) from None
+        if log_format == "json":
+            log_json("listening", url=session.url, upstream=str(session.upstream), db=str(db))
+        elif not quiet:
+            err.print(f"recording [bold]{session.url}[/] → {session.upstream} into {db} (Ctrl-C stops)")
+        live = None
+        if not quiet and log_format == "text" and err.is_terminal:
+            from rich.live import Live
+            rates = Rates(session)
+            live = Live(status_line(session, rates), console=err, refresh_per_second=2, transient=True)
+            live.start()
+            async def refresh() -> None:
+                while True:
+                    await asyncio.sleep(0.5)
+                    live.update(status_line(session, rates))
+            refresher = asyncio.create_task(refresh(), name="status-line")
+        try:
+            await stop.wait()
+        finally:
+            if live is not None:
+                refresher.cancel()
+                live.stop()
+            try:
+                await session.stop()
+            except RecordingError as exc:
+                raise UserError(str(exc)) from None
+        return summary(session)
+
+    result = run_until_signal(go)
+    if log_format == "json":
+        log_json("summary", **result)
+    else:
+        err.print(f"recorded {result['connections']} connection(s), "
+                  f"{result['frames_client'] + result['frames_server']:,} messages "
+                  f"({result['frames_client']:,} from clients, {result['frames_server']:,} from servers), "
+                  f"{result['rows_written']:,} frame rows written to {db} as session {result['session_id']}")
+
+
+@app.command()
+def demo(
+    db: Annotated[Path, typer.Option(help="Where to record the demo.")] = Path("demo.duckdb"),
+) -> None:
+    """Record the overview's chat flow: reference server + recording proxy + scripted users.
+
+    Everything runs on free loopback ports and stops by itself; the recording is left in
+    --db for you to query.
+    """
+    from wsproxy.demo import run_demo
+
+    run_async(lambda: run_demo(db, out))
 
 
 def entry() -> None:

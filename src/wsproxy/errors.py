@@ -1,0 +1,9 @@
+"""Errors a user can fix: the CLI prints them as one ``Error: ...`` line."""
+
+
+class UserError(Exception):
+    """What went wrong and what to do, in one line; exit code 1 (or ``code``)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code

@@ -1,0 +1,282 @@
+"""The recorder: frames from the relay -> one writer thread -> DuckDB, in batches.
+
+The relay appends rows (a list append, no lock, no I/O); a writer thread takes the whole
+backlog at least every ``commit_interval`` seconds and writes it in one transaction as
+a columnar Arrow batch (executemany could not keep up: see docs/performance.md).
+
+Nothing is dropped: when the backlog passes ``high_water`` rows, ``wait_for_capacity``
+makes the relay's pumps wait, so back pressure reaches the sockets (we chose back
+pressure over spilling to disk: the recording stays the single source of truth and
+memory stays bounded). When writing fails, ``error`` is set, ``on_failure`` is called
+and the relay stops relaying rather than pass traffic it cannot record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from wsproxy import __version__
+from wsproxy.schema import APPLICATION, DDL, FRAME_COLUMNS, SCHEMA_VERSION
+
+_TS = pa.timestamp("us", tz="UTC")
+FRAME_TYPES = (pa.int32(), pa.int32(), _TS, pa.string(), pa.string(), pa.int64(), pa.string(),
+               pa.binary(), pa.string(), pa.string(), pa.string(), pa.string(), pa.int64(),
+               pa.string(), pa.string(), pa.int32())
+
+
+class RecordingError(Exception):
+    """A recording file that cannot be opened or written; the message says why and what to do."""
+
+
+@dataclass
+class _ConnOpen:
+    values: tuple[Any, ...]
+
+
+@dataclass
+class _ConnClose:
+    conn_id: int
+    closed_at_us: int
+    close_code: int | None
+    close_reason: str | None
+    closed_by: str | None
+    error: str | None
+
+
+@dataclass
+class RecorderStats:
+    rows_written: int = 0
+    frames_received: int = 0
+    batches: int = 0
+    last_batch_rows: int = 0
+    write_seconds: float = 0.0
+    max_lag_seconds: float = 0.0
+
+
+@dataclass
+class Recorder:
+    path: Path
+    commit_interval: float = 0.2
+    high_water: int = 200_000
+    on_failure: Callable[[str], None] | None = None
+    stats: RecorderStats = field(default_factory=RecorderStats)
+    error: str | None = None
+    session_id: int = 0
+
+    def __post_init__(self) -> None:
+        self._pending: list[Any] = []
+        self._oldest_pending: float | None = None
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._next_conn_id = 1
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._capacity: asyncio.Event | None = None
+        self._fail_hook: Callable[[], None] | None = None  # tests: make the writer fail on purpose
+
+    # --- lifecycle ---
+
+    def start(self, *, label: str | None, listen: str, upstream: str, redacted: bool) -> int:
+        """Open (or create) the file, append a new session, start the writer. Returns the session id."""
+        self._con = open_for_writing(self.path)
+        con = self._con
+        self.session_id = con.execute("SELECT coalesce(max(session_id), 0) + 1 FROM sessions").fetchone()[0]
+        self._next_conn_id = con.execute("SELECT coalesce(max(conn_id), 0) + 1 FROM connections").fetchone()[0]
+        con.execute("INSERT INTO sessions VALUES (?, ?, make_timestamptz(?), NULL, ?, ?, ?, ?)",
+                    [self.session_id, label, now_us(), listen, upstream, __version__, redacted])
+        try:
+            self._loop = asyncio.get_running_loop()
+            self._capacity = asyncio.Event()
+            self._capacity.set()
+        except RuntimeError:
+            self._loop = None
+        self._thread = threading.Thread(target=self._run, name="wsproxy-recorder", daemon=True)
+        self._thread.start()
+        return self.session_id
+
+    def stop(self) -> None:
+        """Write everything queued, end the session, close the file. Safe to call twice."""
+        if self._thread is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+        self._thread = None
+        if self._con is not None:
+            if self.error is None:
+                try:
+                    self._con.execute("UPDATE sessions SET ended_at = make_timestamptz(?) WHERE session_id = ?",
+                                      [now_us(), self.session_id])
+                    self._con.execute("CHECKPOINT")
+                except duckdb.Error as exc:
+                    self.error = f"could not finish the recording {self.path}: {exc}"
+            self._con.close()
+            self._con = None
+
+    # --- called from the relay (event loop thread) ---
+
+    def new_conn_id(self) -> int:
+        conn_id = self._next_conn_id
+        self._next_conn_id += 1
+        return conn_id
+
+    def connection_opened(self, values: tuple[Any, ...]) -> None:
+        """A ``connections`` row (see schema.DDL) as it is known at the handshake."""
+        self._append(_ConnOpen(values))
+
+    def connection_closed(self, conn_id: int, close_code: int | None, close_reason: str | None,
+                          closed_by: str | None, error: str | None = None) -> None:
+        self._append(_ConnClose(conn_id, now_us(), close_code, close_reason, closed_by, error))
+
+    def frame(self, row: tuple[Any, ...]) -> None:
+        """Queue one ``frames`` row (schema.frame_row)."""
+        self.stats.frames_received += 1
+        self._append(row)
+
+    def _append(self, item: Any) -> None:
+        if not self._pending:
+            self._oldest_pending = time.monotonic()
+        self._pending.append(item)
+        if len(self._pending) >= self.high_water and self._capacity is not None:
+            self._capacity.clear()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    @property
+    def lag_seconds(self) -> float:
+        """How long the oldest unwritten row has waited."""
+        oldest = self._oldest_pending
+        return 0.0 if oldest is None or not self._pending else time.monotonic() - oldest
+
+    async def wait_for_capacity(self) -> None:
+        """Back pressure: wait while the writer is behind."""
+        if self._capacity is not None and not self._capacity.is_set():
+            await self._capacity.wait()
+
+    # --- the writer thread ---
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stopping
+            self._wake.wait(self.commit_interval)
+            self._wake.clear()
+            if self.error is None:
+                batch, self._pending = self._pending, []
+                if batch:
+                    lag = time.monotonic() - (self._oldest_pending or time.monotonic())
+                    try:
+                        self._write(batch)
+                    except Exception as exc:  # disk full, file gone, ...: fail loudly, never silently
+                        self._fail(f"writing to {self.path} failed: {exc}")
+                    else:
+                        self.stats.max_lag_seconds = max(self.stats.max_lag_seconds, lag)
+                if self._capacity is not None and self._loop is not None and len(self._pending) < self.high_water // 2:
+                    self._loop.call_soon_threadsafe(self._capacity.set)
+            if stopping and not self._pending:
+                return
+            if stopping and self.error is not None:
+                return
+
+    def _write(self, batch: list[Any]) -> None:
+        if self._fail_hook is not None:
+            self._fail_hook()
+        con = self._con
+        assert con is not None
+        started = time.perf_counter()
+        opens = [item.values for item in batch if type(item) is _ConnOpen]
+        closes = [item for item in batch if type(item) is _ConnClose]
+        rows = [item for item in batch if type(item) is tuple]
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for values in opens:
+                con.execute("INSERT INTO connections VALUES (?, ?, make_timestamptz(?), NULL, ?, ?, ?, ?, ?, ?, ?,"
+                            " NULL, NULL, NULL, ?)", list(values))
+            if rows:
+                con.register("wsproxy_batch", frames_table(rows))
+                con.execute("INSERT INTO frames SELECT * FROM wsproxy_batch")
+                con.unregister("wsproxy_batch")
+            for close in closes:
+                con.execute("UPDATE connections SET closed_at = make_timestamptz(?), close_code = ?, "
+                            "close_reason = ?, closed_by = ?, error = coalesce(?, error) WHERE conn_id = ?",
+                            [close.closed_at_us, close.close_code, close.close_reason, close.closed_by,
+                             close.error, close.conn_id])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        stats = self.stats
+        stats.rows_written += len(rows)
+        stats.batches += 1
+        stats.last_batch_rows = len(rows)
+        stats.write_seconds += time.perf_counter() - started
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        if self._capacity is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._capacity.set)  # release waiting pumps: they see error
+        if self.on_failure is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.on_failure, message)
+
+
+def frames_table(rows: list[tuple[Any, ...]]) -> pa.Table:
+    """Rows (schema.frame_row) as a columnar Arrow table: the fastest way into DuckDB."""
+    columns = list(zip(*rows))
+    arrays = [pa.array(column, type=kind) for column, kind in zip(columns, FRAME_TYPES)]
+    return pa.Table.from_arrays(arrays, names=list(FRAME_COLUMNS))
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open a recording to append to, creating it (and upgrading it) as needed."""
+    try:
+        con = duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "lock" in text.lower():
+            raise RecordingError(f"{path} is being written by another process (another `wsproxy record`?): "
+                                 f"record into another file with --db, or stop that process") from None
+        raise RecordingError(f"cannot open {path}: {text.splitlines()[0]}") from None
+    except duckdb.Error as exc:
+        raise RecordingError(f"{path} is not a DuckDB file wsproxy can use: {str(exc).splitlines()[0]}") from None
+    try:
+        check_or_create_schema(con, path)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def check_or_create_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    tables = {row[0] for row in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+    if tables and "wsproxy_meta" not in tables:
+        raise RecordingError(f"{path} is a DuckDB file but not a wsproxy recording (tables: "
+                             f"{', '.join(sorted(tables)[:5])}): choose another --db file")
+    if "wsproxy_meta" in tables:
+        version = dict(con.execute("SELECT key, value FROM wsproxy_meta").fetchall()).get("schema_version")
+        if version is None or not version.isdigit():
+            raise RecordingError(f"{path} has no wsproxy schema version: it was not written by wsproxy")
+        if int(version) > SCHEMA_VERSION:
+            raise RecordingError(f"{path} was written by a newer wsproxy (schema {version}, this one reads "
+                                 f"up to {SCHEMA_VERSION}): upgrade wsproxy")
+        return  # (migrations from older versions go here, in order, when SCHEMA_VERSION grows)
+    con.execute("BEGIN TRANSACTION")
+    con.execute(DDL)
+    con.execute("INSERT INTO wsproxy_meta VALUES ('application', ?), ('schema_version', ?)",
+                [APPLICATION, str(SCHEMA_VERSION)])
+    con.execute("COMMIT")

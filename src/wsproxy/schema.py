@@ -1,0 +1,104 @@
+"""The recording's DuckDB schema, its version, and pure row mappers.
+
+Table and column names are an interface (users' SQL and later tools depend on them):
+add columns freely, never rename one. Bump ``SCHEMA_VERSION`` with a migration when
+the layout changes. Core module: standard library and msgspec only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote_plus
+
+import msgspec
+
+from wsproxy.protocol import ParsedMessage
+
+SCHEMA_VERSION = 1
+APPLICATION = "wsproxy"
+
+DDL = """
+CREATE TABLE IF NOT EXISTS wsproxy_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id INTEGER PRIMARY KEY, label VARCHAR, started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ,
+    listen VARCHAR, upstream VARCHAR, wsproxy_version VARCHAR, redacted BOOLEAN);
+CREATE TABLE IF NOT EXISTS connections (
+    conn_id INTEGER PRIMARY KEY, session_id INTEGER, opened_at TIMESTAMPTZ, closed_at TIMESTAMPTZ,
+    path VARCHAR, query VARCHAR, client_addr VARCHAR, subprotocol VARCHAR,
+    request_headers JSON, response_headers JSON, status INTEGER,
+    close_code INTEGER, close_reason VARCHAR, closed_by VARCHAR, error VARCHAR);
+CREATE TABLE IF NOT EXISTS frames (
+    conn_id INTEGER, seq INTEGER, ts TIMESTAMPTZ, sender VARCHAR, kind VARCHAR, size BIGINT,
+    text VARCHAR, data BLOB, msg_type VARCHAR, msg_id VARCHAR, payload_type VARCHAR,
+    event_type VARCHAR, event_id BIGINT, payload JSON, parse_error VARCHAR, close_code INTEGER);
+"""
+
+# Column order of ``frames``, as ``frame_row`` returns them.
+FRAME_COLUMNS: tuple[str, ...] = (
+    "conn_id", "seq", "ts", "sender", "kind", "size", "text", "data", "msg_type", "msg_id",
+    "payload_type", "event_type", "event_id", "payload", "parse_error", "close_code")
+
+SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
+SECRET_QUERY_NAMES = frozenset({"token", "access_token", "auth", "key", "password"})
+REDACTED = "[REDACTED]"
+_encode = msgspec.json.encode
+
+
+def frame_row(conn_id: int, seq: int, ts_us: int, sender: str, kind: str, data: str | bytes,
+              parsed: ParsedMessage | None, close_code: int | None = None) -> tuple[Any, ...]:
+    """One ``frames`` row. ``ts_us``: microseconds since the epoch.
+
+    Text frames keep their text exactly (``text``); binary, ping and pong frames keep
+    their bytes (``data``); a close frame keeps its reason as text and its code.
+    """
+    if kind == "text":
+        size = len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
+        text, blob = data, None
+    elif kind == "close":
+        text, blob = data, None
+        size = len(data.encode("utf-8", "surrogatepass")) + (2 if close_code else 0)
+    else:
+        text, blob = None, bytes(data)
+        size = len(blob)
+    if parsed is None or parsed.envelope is None:
+        return (conn_id, seq, ts_us, sender, kind, size, text, blob, None, None, None, None, None,
+                None, parsed.parse_error if parsed is not None and kind == "text" else None, close_code)
+    return (conn_id, seq, ts_us, sender, kind, size, text, blob, parsed.msg_type, parsed.msg_id,
+            parsed.payload_type, parsed.event_type, parsed.event_id,
+            _payload_text(parsed), parsed.parse_error, close_code)
+
+
+def _payload_text(parsed: ParsedMessage) -> str | None:
+    raw = parsed.payload_json
+    return None if raw is None else raw.decode("utf-8", "replace")
+
+
+def redact_headers(headers: list[tuple[str, str]], redact: bool = True) -> str:
+    """Headers as a JSON object (repeated names become lists), secrets replaced."""
+    result: dict[str, Any] = {}
+    for name, value in headers:
+        if redact and name.lower() in SECRET_HEADERS:
+            value = REDACTED
+        if name in result:
+            previous = result[name]
+            result[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            result[name] = value
+    return _encode(result).decode()
+
+
+_QUERY_PART = re.compile(r"([^&=]*)(=?)([^&]*)")
+
+
+def redact_query(query: str, redact: bool = True) -> str:
+    """The raw query string with the values of secret parameters replaced; order kept."""
+    if not redact or not query:
+        return query
+
+    def one(match: re.Match[str]) -> str:
+        name, equals, value = match.groups()
+        if equals and unquote_plus(name).lower() in SECRET_QUERY_NAMES:
+            return f"{name}={REDACTED}"
+        return match.group(0)
+    return _QUERY_PART.sub(one, query)

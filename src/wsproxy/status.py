@@ -1,0 +1,70 @@
+"""Live status of a recording proxy (rich), and machine-readable log lines."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import msgspec
+from rich.text import Text
+
+from wsproxy.record import RecordSession
+
+
+class Rates:
+    """Messages per second each way, from successive snapshots of the counters."""
+
+    def __init__(self, session: RecordSession) -> None:
+        self.session = session
+        self._last = (time.monotonic(), 0, 0)
+
+    def sample(self) -> tuple[float, float]:
+        now = time.monotonic()
+        frames = self.session.relay.counters.frames
+        then, up, down = self._last
+        elapsed = max(now - then, 1e-6)
+        self._last = (now, frames["client"], frames["server"])
+        return (frames["client"] - up) / elapsed, (frames["server"] - down) / elapsed
+
+
+def status_line(session: RecordSession, rates: Rates) -> Text:
+    counters, recorder = session.relay.counters, session.recorder
+    up, down = rates.sample()
+    text = Text()
+    text.append("● rec ", style="bold red")
+    text.append(f"{session.url} → {session.upstream}  ")
+    text.append(f"conns {counters.open} open / {counters.total} total  ", style="cyan")
+    text.append(f"↑ {up:,.0f}/s ↓ {down:,.0f}/s  ")
+    text.append(f"{_size(counters.bytes['client'] + counters.bytes['server'])}  ")
+    text.append(f"rows {recorder.stats.rows_written:,}  ")
+    lag = recorder.lag_seconds
+    text.append(f"lag {lag * 1000:,.0f} ms", style="yellow" if lag > 1 else "green")
+    if session.relay.stopped_reason:
+        text.append(f"  STOPPED: {session.relay.stopped_reason}", style="bold red")
+    return text
+
+
+def summary(session: RecordSession) -> dict[str, Any]:
+    counters, stats = session.relay.counters, session.recorder.stats
+    return {"db": str(session.options.db), "session_id": session.recorder.session_id,
+            "connections": counters.total, "failed_handshakes": counters.failed_handshakes,
+            "frames_client": counters.frames["client"], "frames_server": counters.frames["server"],
+            "bytes": counters.bytes["client"] + counters.bytes["server"],
+            "rows_written": stats.rows_written, "max_writer_lag_ms": round(stats.max_lag_seconds * 1000, 1),
+            "error": session.recorder.error}
+
+
+def log_json(event: str, **fields: Any) -> None:
+    """One JSON object per line on stderr (``--log-format json``)."""
+    line = {"ts": round(time.time(), 3), "event": event, **fields}
+    sys.stderr.write(msgspec.json.encode(line).decode() + "\n")
+    sys.stderr.flush()
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
