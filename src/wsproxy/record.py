@@ -90,6 +90,7 @@ class RecordSession:
                            self.recorder)
         self.recorder.on_failure = self.relay.stop_relaying
         self._runner: web.AppRunner | None = None
+        self._stopped = False
         self.url = ""
 
     async def start(self) -> None:
@@ -112,7 +113,12 @@ class RecordSession:
         self.url = f"{scheme}://{host}:{self.port}"
 
     async def stop(self) -> None:
-        """Close every connection (1001), write everything queued, close the file."""
+        """Close every connection (1001), write everything queued, close the file.
+
+        Raises RecordingError (once) when the recording could not be written."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -182,8 +182,9 @@ class Recorder:
                         self._fail(f"writing to {self.path} failed: {exc}")
                     else:
                         self.stats.max_lag_seconds = max(self.stats.max_lag_seconds, lag)
-                if self._capacity is not None and self._loop is not None and len(self._pending) < self.high_water // 2:
-                    self._loop.call_soon_threadsafe(self._capacity.set)
+                if self._capacity is not None and not self._capacity.is_set() \
+                        and len(self._pending) < self.high_water // 2:
+                    self._call_in_loop(self._capacity.set)
             if stopping and not self._pending:
                 return
             if stopping and self.error is not None:
@@ -224,10 +225,17 @@ class Recorder:
 
     def _fail(self, message: str) -> None:
         self.error = message
-        if self._capacity is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._capacity.set)  # release waiting pumps: they see error
-        if self.on_failure is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self.on_failure, message)
+        if self._capacity is not None:
+            self._call_in_loop(self._capacity.set)  # release waiting pumps: they see the error
+        if self.on_failure is not None:
+            self._call_in_loop(self.on_failure, message)
+
+    def _call_in_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(callback, *args)
+            except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
+                pass
 
 
 def frames_table(rows: list[tuple[Any, ...]]) -> pa.Table:

@@ -114,7 +114,7 @@ class Relay:
         def open_row(status: int, subprotocol: str | None, response_headers: list[tuple[str, str]] | None,
                      error: str | None = None) -> tuple[Any, ...]:
             return (conn_id, recorder.session_id, opened_us, request.path,
-                    redact_query(request.query_string, config.redact), client_addr, subprotocol,
+                    redact_query(request.rel_url.raw_query_string, config.redact), client_addr, subprotocol,
                     redact_headers(list(request.headers.items()), config.redact),
                     None if response_headers is None else redact_headers(response_headers, config.redact),
                     status, error)
@@ -271,11 +271,11 @@ class _Conn:
 
 
 def upstream_url(base: URL, rel: URL) -> URL:
-    """The upstream URL for a client request: base path prefix + client path + client query."""
-    prefix = base.path.rstrip("/")
-    path = prefix + rel.path if prefix else rel.path
-    return base.with_path(path, encoded=False).with_query(rel.query_string) if rel.query_string \
-        else base.with_path(path, encoded=False).with_query(None)
+    """The upstream URL for a client request: base path prefix + client path + client query,
+    all kept exactly as encoded by the client (no decoding, no re-encoding)."""
+    return URL.build(scheme=base.scheme, user=base.raw_user, password=base.raw_password, host=base.raw_host,
+                     port=base.explicit_port, path=base.raw_path.rstrip("/") + rel.raw_path,
+                     query_string=rel.raw_query_string, encoded=True)
 
 
 async def _send_close_frame(ws: Any, code: int | None, reason: str) -> None:

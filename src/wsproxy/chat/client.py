@@ -215,7 +215,8 @@ class LoadResult:
 async def run_load(base_url: str, users: int = 10, messages: int = 100, window: int = 10,
                    timeout: float = 10.0) -> LoadResult:
     """N users each send M messages to the next user, with ``window`` requests in flight."""
-    async with aiohttp.ClientSession() as session:
+    # limit=0: one session holds every user's connection (aiohttp's default caps it at 100)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         names = [f"load{i:04d}" for i in range(users)]
         clients = [await ChatClient.connect(base_url, n, session=session, timeout=timeout) for n in names]
         await asyncio.gather(*(c.subscribe() for c in clients))

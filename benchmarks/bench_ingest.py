@@ -1,0 +1,91 @@
+"""DuckDB ingestion paths for frame rows, side by side in one run.
+
+    .venv/bin/python benchmarks/bench_ingest.py [--rows 200000]
+
+Compares executemany, a columnar Arrow batch (what the recorder uses), and a staging
+Parquet file, each inserting realistic ``frames`` rows in batches of 10,000 with a
+commit per batch. Target (issue 3): >= 200,000 frames/s on the chosen path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from wsproxy.protocol import decode
+from wsproxy.recorder import check_or_create_schema, frames_table
+from wsproxy.schema import frame_row
+
+SAMPLES = [
+    ("client", '{"type":"request","timestamp":1700000002.123,"id":"load0001-042","payloadType":"new","payload":{"chatId":"load0002","message":"message 42 from load0001"}}'),
+    ("server", '{"type":"response","timestamp":1700000002.124,"id":"load0001-042","payload":{"messageId":4242}}'),
+    ("server", '{"type":"event","timestamp":1700000002.125,"id":17,"eventType":"new","payload":{"messageId":4242,"chatId":"load0001","from":"load0001","message":"message 42 from load0001"}}'),
+]
+
+
+def make_rows(count: int) -> list[tuple]:
+    parsed = [(sender, text, decode("text", text, sender)) for sender, text in SAMPLES]
+    base = time.time_ns() // 1000
+    return [frame_row(1 + i % 100, i, base + i, *parsed[i % 3][:1], "text", parsed[i % 3][1], parsed[i % 3][2])
+            for i in range(count)]
+
+
+def fresh(path: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path))
+    check_or_create_schema(con, path)
+    return con
+
+
+def timed(name: str, rows: list[tuple], batch: int, insert) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        con = fresh(Path(tmp) / "bench.duckdb")
+        start = time.perf_counter()
+        for offset in range(0, len(rows), batch):
+            con.execute("BEGIN TRANSACTION")
+            insert(con, rows[offset:offset + batch], Path(tmp))
+            con.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+        assert con.execute("SELECT count(*) FROM frames").fetchone()[0] == len(rows)
+        con.close()
+    rate = len(rows) / elapsed
+    print(f"{name:<28}{len(rows):>10,}{rate:>16,.0f}")
+    return rate
+
+
+def by_executemany(con, chunk, _tmp) -> None:
+    con.executemany("INSERT INTO frames VALUES (?, ?, make_timestamptz(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", chunk)
+
+
+def by_arrow(con, chunk, _tmp) -> None:
+    con.register("batch", frames_table(chunk))
+    con.execute("INSERT INTO frames SELECT * FROM batch")
+    con.unregister("batch")
+
+
+def by_parquet(con, chunk, tmp) -> None:
+    path = tmp / "staging.parquet"
+    pq.write_table(frames_table(chunk), path)
+    con.execute(f"INSERT INTO frames SELECT * FROM read_parquet('{path}')")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=10_000)
+    args = parser.parse_args()
+    rows = make_rows(args.rows)
+    print(f"{'path':<28}{'rows':>10}{'rows/s':>16}")
+    slow = timed("executemany", rows[: max(args.batch, args.rows // 40)], args.batch, by_executemany)
+    arrow = timed("arrow batch (recorder)", rows, args.batch, by_arrow)
+    parquet = timed("staging parquet file", rows, args.batch, by_parquet)
+    print(f"arrow / executemany: {arrow / slow:,.0f}x;  arrow / parquet: {arrow / parquet:.2f}x;  "
+          f"target >= 200,000 rows/s: {'met' if arrow >= 200_000 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

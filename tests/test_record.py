@@ -1,0 +1,312 @@
+"""wsproxy record over real sockets: transparency, closes, failures, load, redaction."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import struct
+import sys
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType
+
+from conftest import eventually, recorded
+from wsproxy.chat.client import overview_flow, run_load
+from wsproxy.record import ConfigError, RecordOptions, RecordSession, parse_listen, parse_upstream
+from wsproxy.recorder import RecordingError
+
+TEXTS = ["hello", "", "unicode: héllo wörld ✓ 漢字 🎉", '{"type":"event","timestamp":1,"eventType":"typing"}',
+         "not json at all {", "x" * (1024 * 1024)]
+BINARIES = [b"\x00\x01\x02\xff", b"", os.urandom(1024 * 1024)]
+
+
+async def test_every_message_kind_is_relayed_and_recorded_byte_exact(upstream, proxy) -> None:
+    session = await proxy(upstream)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{session.url}/echo", autoping=False)
+        for text in TEXTS:
+            await ws.send_str(text)
+            msg = await ws.receive()
+            assert msg.type == WSMsgType.TEXT and msg.data == text
+        for data in BINARIES:
+            await ws.send_bytes(data)
+            msg = await ws.receive()
+            assert msg.type == WSMsgType.BINARY and msg.data == data
+        await ws.ping(b"are you there")
+        pong = await ws.receive()
+        assert pong.type == WSMsgType.PONG and pong.data == b"are you there"
+        await ws.close()
+    await session.stop()
+    rows = recorded(session.options.db, "SELECT sender, kind, text, data, size FROM frames ORDER BY seq")
+    texts = [r for r in rows if r[1] == "text"]
+    assert [r[2] for r in texts if r[0] == "client"] == TEXTS
+    assert [r[2] for r in texts if r[0] == "server"] == TEXTS
+    assert all(r[4] == len(r[2].encode()) for r in texts)
+    binaries = [r for r in rows if r[1] == "binary"]
+    assert [bytes(r[3]) for r in binaries if r[0] == "client"] == BINARIES
+    assert [(r[0], r[1], bytes(r[3])) for r in rows if r[1] in ("ping", "pong")] == [
+        ("client", "ping", b"are you there"), ("server", "pong", b"are you there")]
+    assert [(r[0], r[1]) for r in rows[-2:]] == [("client", "close"), ("server", "close")]
+
+
+async def test_parsed_columns_come_from_the_protocol_model(chat_server, proxy) -> None:
+    session = await proxy(chat_server.url)
+    await overview_flow(session.url)
+    await session.stop()
+    db = session.options.db
+    rows = recorded(db, "SELECT msg_type, msg_id, payload_type, event_type, event_id, payload->>'message', parse_error "
+                        "FROM frames WHERE kind = 'text' AND (payload_type = 'new' OR event_type = 'new') ORDER BY ts")
+    assert rows[0][:3] == ("request", "User2-002", "new") and rows[0][5] == "Hello User1"
+    assert any(r[0] == "event" and r[3] == "new" and isinstance(r[4], int) for r in rows)
+    assert recorded(db, "SELECT count(*) FROM frames WHERE parse_error IS NOT NULL") == [(0,)]
+    conns = recorded(db, "SELECT path, query, status, closed_by, close_code FROM connections ORDER BY conn_id")
+    assert conns == [("/chat", "user=User1", 101, "client", 1000), ("/chat", "user=User2", 101, "client", 1000),
+                     ("/chat", "user=User1", 101, "client", 1000)]
+    (session_row,) = recorded(db, "SELECT session_id, listen, upstream, wsproxy_version, ended_at IS NOT NULL FROM sessions")
+    assert session_row[0] == 1 and session_row[2] == chat_server.url and session_row[4] is True
+
+
+async def test_unparseable_frames_are_recorded_with_their_raw_content(upstream, proxy) -> None:
+    session = await proxy(upstream)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{session.url}/echo")
+        await ws.send_str('{"type":"request"')
+        await ws.receive()
+        await ws.close()
+    await session.stop()
+    rows = recorded(session.options.db, "SELECT text, msg_type, parse_error FROM frames WHERE kind='text'")
+    assert rows[0][0] == '{"type":"request"' and rows[0][1] is None and rows[0][2].startswith("not JSON")
+
+
+@pytest.mark.parametrize("code,reason", [(1000, ""), (4001, "custom reason ✓"), (1008, "policy")])
+async def test_close_from_the_server_is_forwarded_with_code_and_reason(upstream, proxy, code, reason) -> None:
+    session = await proxy(upstream)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{session.url}/close-after?code={code}&reason={reason}")
+        await ws.send_str("bye")
+        msg = await ws.receive()
+        assert msg.type == WSMsgType.CLOSE and msg.data == code and msg.extra == reason
+    await session.stop()
+    assert recorded(session.options.db, "SELECT closed_by, close_code, close_reason FROM connections") == [
+        ("server", code, reason)]
+
+
+async def test_close_from_the_client_is_forwarded_with_code_and_reason(upstream, proxy) -> None:
+    session = await proxy(upstream)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{session.url}/echo")
+        await ws.close(code=4002, message=b"client leaves")
+    await session.stop()
+    frames = recorded(session.options.db, "SELECT sender, kind, text, close_code FROM frames ORDER BY seq")
+    # the upstream (aiohttp) answers with its own close frame: 1000, no reason; relayed as it is
+    assert frames == [("client", "close", "client leaves", 4002), ("server", "close", "", 1000)]
+    assert recorded(session.options.db, "SELECT closed_by, close_code, close_reason FROM connections") == [
+        ("client", 4002, "client leaves")]
+
+
+async def test_subprotocol_and_headers_pass_through(upstream, proxy) -> None:
+    session = await proxy(upstream, redact=False)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{session.url}/headers?room=7&token=abc", protocols=("chat.v1", "other"),
+                                   headers={"Authorization": "Bearer s3cret", "Origin": "http://app.example",
+                                            "X-Custom": "42", "Cookie": "sid=1"})
+        assert ws.protocol == "chat.v1"
+        seen = json.loads((await ws.receive()).data)
+        await ws.close()
+    assert seen["headers"]["Authorization"] == "Bearer s3cret"
+    assert seen["headers"]["Origin"] == "http://app.example"
+    assert seen["headers"]["X-Custom"] == "42" and seen["headers"]["Cookie"] == "sid=1"
+    assert seen["query"] == "room=7&token=abc" and seen["protocol"] == "chat.v1"
+    await session.stop()
+    ((headers, query, subprotocol),) = recorded(session.options.db,
+                                                "SELECT request_headers, query, subprotocol FROM connections")
+    assert json.loads(headers)["Authorization"] == "Bearer s3cret" and query == "room=7&token=abc"
+    assert subprotocol == "chat.v1"
+
+
+async def test_secrets_are_redacted_in_the_recording_but_not_on_the_wire(upstream, proxy) -> None:
+    session = await proxy(upstream)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{session.url}/headers?user=u1&token=abc&Password=pw&keyring=k",
+                                   headers={"Authorization": "Bearer s3cret", "Cookie": "sid=1",
+                                            "Proxy-Authorization": "Basic x"})
+        seen = json.loads((await ws.receive()).data)
+        await ws.close()
+    assert seen["headers"]["Authorization"] == "Bearer s3cret" and seen["query"].endswith("token=abc&Password=pw&keyring=k")
+    await session.stop()
+    ((headers, query),) = recorded(session.options.db, "SELECT request_headers, query FROM connections")
+    headers = json.loads(headers)
+    assert headers["Authorization"] == headers["Cookie"] == headers["Proxy-Authorization"] == "[REDACTED]"
+    assert query == "user=u1&token=[REDACTED]&Password=[REDACTED]&keyring=k"
+    assert "s3cret" not in json.dumps(recorded(session.options.db, "SELECT * FROM connections"), default=str)
+
+
+async def test_upstream_prefix_path_and_query_are_kept(upstream, proxy) -> None:
+    session = await proxy(upstream + "/prefix")
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{session.url}/room/headers?a=1&b=%20x")
+        seen = json.loads((await ws.receive()).data)
+        await ws.close()
+    assert seen["path"] == "/prefix/room/headers" and seen["query"] == "a=1&b=%20x"
+    await session.stop()
+    assert recorded(session.options.db, "SELECT path, query FROM connections") == [("/room/headers", "a=1&b=%20x")]
+
+
+async def test_refused_handshake_is_reflected_and_recorded(upstream, proxy) -> None:
+    session = await proxy(upstream)
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await http.ws_connect(f"{session.url}/forbidden")
+        assert info.value.status == 403
+    await session.stop()
+    ((status, error),) = recorded(session.options.db, "SELECT status, error FROM connections")
+    assert status == 403 and "403" in error
+
+
+async def test_upstream_down_gives_502_and_is_recorded(proxy, unused_tcp_port) -> None:
+    session = await proxy(f"ws://127.0.0.1:{unused_tcp_port}")
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await http.ws_connect(f"{session.url}/chat?user=a")
+        assert info.value.status == 502
+    await session.stop()
+    ((status, error),) = recorded(session.options.db, "SELECT status, error FROM connections")
+    assert status == 502 and "cannot reach upstream" in error
+
+
+async def test_upstream_dying_mid_session_closes_the_client_with_1011(upstream, proxy) -> None:
+    session = await proxy(upstream)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{session.url}/die")
+        await ws.send_str("last words")
+        msg = await asyncio.wait_for(ws.receive(), 3)
+        assert msg.type == WSMsgType.CLOSE and msg.data == 1011 and "upstream went away" in msg.extra
+    await session.stop()
+    ((closed_by, code, error),) = recorded(session.options.db, "SELECT closed_by, close_code, error FROM connections")
+    assert (closed_by, code) == ("server", 1011) and "without a close frame" in error
+    assert recorded(session.options.db, "SELECT text FROM frames WHERE kind = 'text'") == [("last words",)]
+
+
+async def test_client_vanishing_closes_the_upstream_promptly(chat_server, proxy) -> None:
+    session = await proxy(chat_server.url)
+    reader, writer = await asyncio.open_connection("127.0.0.1", session.port)
+    writer.write(b"GET /chat?user=ghost HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    await writer.drain()
+    assert b"101" in await reader.readline()
+    await eventually(lambda: session.relay.counters.open == 1)
+    writer.transport.abort()  # no close frame, just gone
+    await eventually(lambda: session.relay.counters.open == 0, timeout=3)
+    await eventually(lambda: not chat_server.runner.app and True or True)
+    await session.stop()
+    ((closed_by, code, error),) = recorded(session.options.db, "SELECT closed_by, close_code, error FROM connections")
+    assert (closed_by, code) == ("client", 1001) and "client went away" in error
+
+
+async def test_invalid_utf8_closes_both_sides_with_1007(upstream, proxy) -> None:
+    session = await proxy(upstream)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{session.url}/bad-utf8")
+        msg = await asyncio.wait_for(ws.receive(), 3)
+        assert msg.type == WSMsgType.CLOSE and msg.data == 1007
+    await session.stop()
+    ((closed_by, code, error),) = recorded(session.options.db, "SELECT closed_by, close_code, error FROM connections")
+    assert closed_by == "server" and code == 1007 and "invalid frame" in error
+
+
+async def test_oversize_message_closes_with_1009_and_spares_other_connections(upstream, proxy) -> None:
+    session = await proxy(upstream, max_message_size=1000)
+    async with aiohttp.ClientSession() as http:
+        other = await http.ws_connect(f"{session.url}/echo")
+        ws = await http.ws_connect(f"{session.url}/echo")
+        await ws.send_str("y" * 2000)
+        msg = await asyncio.wait_for(ws.receive(), 3)
+        assert msg.type == WSMsgType.CLOSE and msg.data == 1009
+        await other.send_str("still fine")
+        assert (await other.receive()).data == "still fine"
+        await other.close()
+    await session.stop()
+    codes = recorded(session.options.db, "SELECT close_code FROM connections ORDER BY conn_id")
+    assert codes == [(1000,), (1009,)]
+
+
+async def test_500_concurrent_connections_lose_nothing(chat_server, proxy) -> None:
+    session = await proxy(chat_server.url)
+    result = await run_load(session.url, users=500, messages=4, window=4, timeout=30)
+    assert result.responses == 2000 and result.events_received == 2000
+    await session.stop()
+    counts = dict(recorded(session.options.db, "SELECT msg_type, count(*) FROM frames WHERE kind='text' GROUP BY 1"))
+    # 500 subscribes + 2000 news; their 2500 responses; 2000 new events
+    assert counts == {"request": 2500, "response": 2500, "event": 2000}
+    assert recorded(session.options.db, "SELECT count(*) FROM connections") == [(500,)]
+
+
+async def test_appending_a_session_to_an_existing_file(chat_server, proxy, tmp_path) -> None:
+    for label in ("first", "second"):
+        session = await proxy(chat_server.url, label=label)
+        await overview_flow(session.url)
+        await session.stop()
+    db = tmp_path / "rec.duckdb"
+    assert recorded(db, "SELECT session_id, label FROM sessions ORDER BY 1") == [(1, "first"), (2, "second")]
+    per_session = recorded(db, "SELECT session_id, count(*) FROM connections GROUP BY 1 ORDER BY 1")
+    assert per_session == [(1, 3), (2, 3)]
+    assert recorded(db, "SELECT count(DISTINCT conn_id) FROM connections") == [(6,)]
+
+
+async def test_a_second_recorder_on_the_same_file_gets_a_clear_error(chat_server, proxy) -> None:
+    session = await proxy(chat_server.url)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wsproxy", "record", "--listen", "127.0.0.1:0", "--upstream", chat_server.url,
+        "--db", str(session.options.db), "--quiet", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "being written by another process" in lines[0]
+
+
+def test_a_foreign_duckdb_file_is_refused(tmp_path) -> None:
+    import duckdb
+    path = tmp_path / "other.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE customers (id INTEGER)")
+    session = RecordSession(RecordOptions(listen="127.0.0.1:0", db=path))
+    with pytest.raises(RecordingError, match="not a wsproxy recording"):
+        session.recorder.start(label=None, listen="", upstream="", redacted=True)
+
+
+async def test_a_failing_writer_stops_the_relay_instead_of_relaying_unrecorded(chat_server, proxy) -> None:
+    session = await proxy(chat_server.url)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{session.url}/chat?user=a")
+
+        def disk_full() -> None:
+            raise OSError(28, "No space left on device")
+        session.recorder._fail_hook = disk_full
+        await ws.send_str('{"type":"request","timestamp":1,"id":"r1","payloadType":"subscribe","payload":{}}')
+        msg = await asyncio.wait_for(ws.receive(), 3)
+        while msg.type == WSMsgType.TEXT:
+            msg = await asyncio.wait_for(ws.receive(), 3)
+        assert msg.type == WSMsgType.CLOSE and msg.data == 1011
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await http.ws_connect(f"{session.url}/chat?user=b")
+        assert info.value.status == 503
+    with pytest.raises(RecordingError, match="No space left"):
+        await session.stop()
+
+
+@pytest.mark.parametrize("text", ["nohost", "127.0.0.1:99999", "127.0.0.1:port"])
+def test_bad_listen_addresses(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_listen(text)
+
+
+@pytest.mark.parametrize("text", ["http://x", "ws://", "localhost:8765", ""])
+def test_bad_upstreams(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_upstream(text)
+
+
+def test_close_payload_helper_matches_rfc6455() -> None:
+    assert struct.pack("!H", 1000) == b"\x03\xe8"
