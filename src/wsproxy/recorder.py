@@ -66,7 +66,8 @@ class RecorderStats:
 class Recorder:
     path: Path
     commit_interval: float = 0.2
-    high_water: int = 200_000
+    high_water: int = 200_000  # unwritten rows ...
+    high_water_bytes: int = 64 * 1024 * 1024  # ... or unwritten payload bytes, whichever comes first
     on_failure: Callable[[str], None] | None = None
     stats: RecorderStats = field(default_factory=RecorderStats)
     error: str | None = None
@@ -74,6 +75,8 @@ class Recorder:
 
     def __post_init__(self) -> None:
         self._pending: list[Any] = []
+        self._pending_bytes = 0
+        self._lock = threading.Lock()
         self._oldest_pending: float | None = None
         self._wake = threading.Event()
         self._stopping = False
@@ -141,14 +144,23 @@ class Recorder:
     def frame(self, row: tuple[Any, ...]) -> None:
         """Queue one ``frames`` row (schema.frame_row)."""
         self.stats.frames_received += 1
+        self._pending_bytes += row[5]  # size; a heuristic for back pressure, reset per batch
         self._append(row)
 
     def _append(self, item: Any) -> None:
-        if not self._pending:
-            self._oldest_pending = time.monotonic()
-        self._pending.append(item)
-        if len(self._pending) >= self.high_water and self._capacity is not None:
+        # The lock makes "append to the backlog" and "take the backlog" atomic: without it an
+        # append could land in a list the writer has already taken and written (a lost frame).
+        with self._lock:
+            if not self._pending:
+                self._oldest_pending = time.monotonic()
+            self._pending.append(item)
+        if self._capacity is not None and self.behind:
             self._capacity.clear()
+
+    @property
+    def behind(self) -> bool:
+        """The backlog is past the high-water mark: the relay should wait."""
+        return len(self._pending) >= self.high_water or self._pending_bytes >= self.high_water_bytes
 
     @property
     def backlog(self) -> int:
@@ -173,7 +185,9 @@ class Recorder:
             self._wake.wait(self.commit_interval)
             self._wake.clear()
             if self.error is None:
-                batch, self._pending = self._pending, []
+                with self._lock:
+                    batch, self._pending = self._pending, []
+                    self._pending_bytes = 0
                 if batch:
                     lag = time.monotonic() - (self._oldest_pending or time.monotonic())
                     try:
@@ -182,8 +196,7 @@ class Recorder:
                         self._fail(f"writing to {self.path} failed: {exc}")
                     else:
                         self.stats.max_lag_seconds = max(self.stats.max_lag_seconds, lag)
-                if self._capacity is not None and not self._capacity.is_set() \
-                        and len(self._pending) < self.high_water // 2:
+                if self._capacity is not None and not self._capacity.is_set() and not self.behind:
                     self._call_in_loop(self._capacity.set)
             if stopping and not self._pending:
                 return

@@ -119,11 +119,14 @@ class Relay:
                     None if response_headers is None else redact_headers(response_headers, config.redact),
                     status, error)
 
+        # Compression per leg: offer permessage-deflate upstream only when the client offered it,
+        # so the proxy never adds compression work the client did not ask for.
+        wants_deflate = "permessage-deflate" in request.headers.get("Sec-WebSocket-Extensions", "").lower()
         assert self._session is not None
         try:
             upstream = await self._session.ws_connect(
                 url, protocols=offered, headers=forward, autoclose=False, autoping=False,
-                max_msg_size=config.max_message_size, compress=15, heartbeat=None,
+                max_msg_size=config.max_message_size, compress=15 if wants_deflate else 0, heartbeat=None,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
                 proxy=None)
         except aiohttp.WSServerHandshakeError as exc:
@@ -209,7 +212,7 @@ class Relay:
                 counters.bytes[sender] += len(data)
                 if self.on_frame is not None:
                     self.on_frame(conn.conn_id, seq, ts, sender, parsed)
-                if recorder.backlog >= recorder.high_water:
+                if recorder.behind:
                     await recorder.wait_for_capacity()
             elif kind is WSMsgType.PING or kind is WSMsgType.PONG:
                 try:

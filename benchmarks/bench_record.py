@@ -1,0 +1,198 @@
+"""Throughput and latency through `wsproxy record` against a direct connection, in one run.
+
+    .venv/bin/python benchmarks/bench_record.py [--seconds 2] [--load-procs 1]
+
+The upstream is a minimal aiohttp echo server in its own process, so the server's own work does not
+hide the proxy's cost; every message is a valid protocol request envelope padded to the wanted size,
+so the proxy decodes and records it fully. The proxy is a real `wsproxy record` process. The load runs
+in separate processes: each connection keeps a window of requests in flight and counts echoes.
+
+Prints, per scenario (connections x message size): messages/s direct and through the proxy, their
+ratio, p50/p99 round-trip latency, and the proxy's CPU milliseconds per 1,000 messages; then a
+fixed-rate latency test (5,000 messages/s), the writer's lag and drain time, and the proxy's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ECHO_SERVER = """
+import sys
+from aiohttp import web, WSMsgType
+async def handle(request):
+    ws = web.WebSocketResponse(max_msg_size=0)
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type == WSMsgType.TEXT:
+            await ws.send_str(msg.data)
+        elif msg.type == WSMsgType.BINARY:
+            await ws.send_bytes(msg.data)
+    return ws
+app = web.Application()
+app.router.add_get("/{tail:.*}", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def message(size: int, n: int) -> str:
+    head = '{"type":"request","timestamp":1700000000.5,"id":"r%08d","payloadType":"new","payload":{"chatId":"bench","message":"' % n
+    tail = '"}}'
+    return head + "x" * max(0, size - len(head) - len(tail)) + tail
+
+
+async def _connection_load(url: str, size: int, seconds: float, window: int, rate: float | None) -> tuple[int, list[float]]:
+    import aiohttp
+    latencies: list[float] = []
+    count = 0
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(url, max_msg_size=0)
+        text = message(size, 0)
+        sent_at: list[float] = []
+        deadline = time.perf_counter() + seconds
+        done = asyncio.Event()
+
+        async def reader() -> None:
+            nonlocal count
+            async for msg in ws:
+                latencies.append(time.perf_counter() - sent_at[count])
+                count += 1
+                if count == len(sent_at) and time.perf_counter() >= deadline:
+                    done.set()
+                    return
+        task = asyncio.create_task(reader())
+        interval = 1.0 / rate if rate else 0.0
+        next_send = time.perf_counter()
+        while time.perf_counter() < deadline:
+            if rate:
+                delay = next_send - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                next_send += interval
+            elif len(sent_at) - count >= window:
+                await asyncio.sleep(0)
+                continue
+            sent_at.append(time.perf_counter())
+            await ws.send_str(text)
+        if count < len(sent_at):
+            try:
+                await asyncio.wait_for(done.wait(), 10)
+            except TimeoutError:
+                pass
+        task.cancel()
+        await ws.close()
+    return count, latencies
+
+
+def load_worker(url: str, connections: int, size: int, seconds: float, window: int, rate: float | None) -> tuple[int, list[float]]:
+    async def run() -> tuple[int, list[float]]:
+        results = await asyncio.gather(*(_connection_load(f"{url}/bench?c={i}", size, seconds, window, rate)
+                                         for i in range(connections)))
+        return sum(r[0] for r in results), [lat for r in results for lat in r[1]]
+    return asyncio.run(run())
+
+
+def run_load(pool: ProcessPoolExecutor, procs: int, url: str, connections: int, size: int, seconds: float,
+             window: int = 8, rate: float | None = None) -> tuple[float, list[float]]:
+    shares = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
+    shares = [s for s in shares if s]
+    start = time.perf_counter()
+    futures = [pool.submit(load_worker, url, share, size, seconds, window, rate) for share in shares]
+    results = [f.result() for f in futures]
+    elapsed = time.perf_counter() - start
+    echoes = sum(r[0] for r in results)
+    # each echo is two messages through the proxy (request up, echo down)
+    return 2 * echoes / max(elapsed, seconds), [lat for r in results for lat in r[1]]
+
+
+def cpu_ms(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="duration of each measurement")
+    parser.add_argument("--load-procs", type=int, default=1, help="processes generating the load")
+    parser.add_argument("--connections", default="1,10,100")
+    parser.add_argument("--sizes", default="100,65536")
+    args = parser.parse_args()
+    echo_port, proxy_port = free_port(), free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="wsproxy-bench-"))
+    echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(echo_port)])
+    proxy = subprocess.Popen([sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{proxy_port}",
+                              "--upstream", f"ws://127.0.0.1:{echo_port}", "--db", str(tmp / "bench.duckdb"),
+                              "--log-format", "json", "--max-message-size", str(1 << 20)],
+                             stderr=subprocess.PIPE, text=True)
+    proxy.stderr.readline()  # "listening"
+    time.sleep(0.5)
+    direct_url, proxy_url = f"ws://127.0.0.1:{echo_port}", f"ws://127.0.0.1:{proxy_port}"
+    print(f"{'conns':>5} {'size':>7} | {'direct msg/s':>12} {'proxy msg/s':>12} {'ratio':>6} | "
+          f"{'direct p50/p99 ms':>18} {'proxy p50/p99 ms':>18} | {'proxy CPU ms/1k':>15}")
+    try:
+        with ProcessPoolExecutor(max_workers=args.load_procs) as pool:
+            for connections in map(int, args.connections.split(",")):
+                for size in map(int, args.sizes.split(",")):
+                    direct_rate, direct_lat = run_load(pool, args.load_procs, direct_url, connections, size, args.seconds)
+                    before = cpu_ms(proxy.pid)
+                    proxy_rate, proxy_lat = run_load(pool, args.load_procs, proxy_url, connections, size, args.seconds)
+                    used = cpu_ms(proxy.pid) - before
+                    per_k = used / (proxy_rate * args.seconds / 1000) if proxy_rate else float("nan")
+                    print(f"{connections:>5} {size:>7} | {direct_rate:>12,.0f} {proxy_rate:>12,.0f} "
+                          f"{proxy_rate / direct_rate:>6.2f} | {pct(direct_lat, .5):>8.2f}/{pct(direct_lat, .99):<9.2f} "
+                          f"{pct(proxy_lat, .5):>8.2f}/{pct(proxy_lat, .99):<9.2f} | {per_k:>15.1f}", flush=True)
+            # fixed rate: 5,000 messages/s = 10 connections x 250 echoes/s (x2 messages)
+            _, direct_lat = run_load(pool, args.load_procs, direct_url, 10, 100, args.seconds + 1, rate=250)
+            _, proxy_lat = run_load(pool, args.load_procs, proxy_url, 10, 100, args.seconds + 1, rate=250)
+            print(f"\nfixed rate 5,000 msg/s, 10 conns x 100 B: p99 direct {pct(direct_lat, .99):.2f} ms, "
+                  f"through proxy {pct(proxy_lat, .99):.2f} ms, added {pct(proxy_lat, .99) - pct(direct_lat, .99):.2f} ms "
+                  f"(target <= 2 ms); p50 added {pct(proxy_lat, .5) - pct(direct_lat, .5):.2f} ms")
+        rss = peak_rss_mib(proxy.pid)
+        stop_at = time.perf_counter()
+        proxy.send_signal(signal.SIGINT)
+        _, err = proxy.communicate(timeout=120)
+        drain = time.perf_counter() - stop_at
+        summary = next((json.loads(line) for line in err.splitlines() if '"summary"' in line), {})
+        frames = summary.get("frames_client", 0) + summary.get("frames_server", 0)
+        print(f"recorder: {summary.get('rows_written', 0):,} of {frames:,} frames written, "
+              f"max writer lag {summary.get('max_writer_lag_ms', 'n/a')} ms, shutdown (final flush) {drain:.2f} s; "
+              f"proxy peak RSS {rss:.0f} MiB")
+    finally:
+        for process in (proxy, echo):
+            if process.poll() is None:
+                process.kill()
+
+
+if __name__ == "__main__":
+    main()
