@@ -14,6 +14,7 @@ from aiohttp import WSMsgType
 
 from conftest import eventually, recorded
 from wsproxy.chat.client import overview_flow, run_load
+from wsproxy.chat.server import CORE_KEY
 from wsproxy.record import ConfigError, RecordOptions, RecordSession, parse_listen, parse_upstream
 from wsproxy.recorder import RecordingError
 
@@ -199,7 +200,8 @@ async def test_client_vanishing_closes_the_upstream_promptly(chat_server, proxy)
     await eventually(lambda: session.relay.counters.open == 1)
     writer.transport.abort()  # no close frame, just gone
     await eventually(lambda: session.relay.counters.open == 0, timeout=3)
-    await eventually(lambda: not chat_server.runner.app and True or True)
+    # the upstream saw the connection go promptly (the chat server dropped the user's connection)
+    await eventually(lambda: not chat_server.runner.app[CORE_KEY].connections, timeout=3)
     await session.stop()
     ((closed_by, code, error),) = recorded(session.options.db, "SELECT closed_by, close_code, error FROM connections")
     assert (closed_by, code) == ("client", 1001) and "client went away" in error
