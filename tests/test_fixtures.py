@@ -1,0 +1,32 @@
+"""Golden recordings of every schema version still open, query and take a new session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from conftest import recorded
+from wsproxy.chat.client import overview_flow
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def test_schema_v1_golden_recording_reads_as_recorded() -> None:
+    db = FIXTURES / "schema-v1-demo.duckdb"
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert dict(con.execute("SELECT key, value FROM wsproxy_meta").fetchall())["schema_version"] == "1"
+        assert con.execute("SELECT count(*) FROM connections").fetchone()[0] == 3
+        kinds = dict(con.execute("SELECT msg_type, count(*) FROM frames WHERE kind = 'text' GROUP BY 1").fetchall())
+    assert kinds == {"request": 13, "response": 13, "event": 15}
+
+
+async def test_a_new_session_appends_to_the_golden_recording(chat_server, proxy, tmp_path) -> None:
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(FIXTURES / "schema-v1-demo.duckdb", db)
+    session = await proxy(chat_server.url, db=db, label="appended")
+    await overview_flow(session.url)
+    await session.stop()
+    assert recorded(db, "SELECT session_id, label FROM sessions ORDER BY 1") == [(1, "demo"), (2, "appended")]
+    assert recorded(db, "SELECT min(conn_id) FROM connections WHERE session_id = 2") == [(4,)]
