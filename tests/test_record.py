@@ -312,3 +312,16 @@ def test_bad_upstreams(text: str) -> None:
 
 def test_close_payload_helper_matches_rfc6455() -> None:
     assert struct.pack("!H", 1000) == b"\x03\xe8"
+
+
+async def test_live_status_line_and_summary_count_the_traffic(chat_server, proxy) -> None:
+    from wsproxy.status import Rates, status_line, summary
+    session = await proxy(chat_server.url)
+    rates = Rates(session)
+    await overview_flow(session.url)
+    line = status_line(session, rates).plain
+    assert "conns 0 open / 3 total" in line and session.url in line and "lag" in line
+    await session.stop()
+    result = summary(session)
+    assert result["connections"] == 3 and result["frames_client"] == 14 and result["frames_server"] == 27
+    assert result["rows_written"] == 47 and result["error"] is None
