@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -102,33 +103,34 @@ class ChatClient:
 
     async def wait_event(self, event_type: str, count: int = 1, **match: Any) -> ParsedMessage:
         """Wait until ``count`` events of this type (with these payload fields) have arrived."""
+        def found() -> list[ParsedMessage]:
+            return [e for e in self.events if e.event_type == event_type and _matches(e, match)]
+        if not await self._wait_until(lambda: len(found()) >= count):
+            raise ChatError(f"{self.user}: expected {count} {event_type} event(s) {match or ''}, "
+                            f"saw {len(found())}")
+        return found()[count - 1]
+
+    async def _wait_until(self, condition: Callable[[], bool]) -> bool:
+        """Wait (up to ``timeout``) for what the reader receives to make ``condition`` true."""
         deadline = time.monotonic() + self.timeout
-        while True:
-            found = [e for e in self.events if e.event_type == event_type and _matches(e, match)]
-            if len(found) >= count:
-                return found[count - 1]
+        while not condition():
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.ws.closed:
-                raise ChatError(f"{self.user}: expected {count} {event_type} event(s) {match or ''}, "
-                                f"saw {len(found)}")
+                return False
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
             except TimeoutError:
                 pass
+        return True
 
     async def subscribe(self, last_event_id: int | None = None) -> dict[str, Any]:
         """Subscribe and wait for the announced catch-up events to arrive."""
         payload = {} if last_event_id is None else {"lastEventId": last_event_id}
         before = len(self.events)
         result = await self.request("subscribe", payload)
-        deadline = time.monotonic() + self.timeout
-        while len(self.events) - before < result["count"] and time.monotonic() < deadline:
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
-            except TimeoutError:
-                break
+        # a short catch-up is the server's fault to show, not ours to raise: return either way
+        await self._wait_until(lambda: len(self.events) - before >= result["count"])
         return result
 
     @property
