@@ -2,13 +2,16 @@
 
     .venv/bin/python benchmarks/bench_record.py [--seconds 2] [--load-procs 1]
 
-The upstream is a minimal aiohttp echo server in its own process, so the server's own work does not
-hide the proxy's cost; every message is a valid protocol request envelope padded to the wanted size,
-so the proxy decodes and records it fully. The proxy is a real `wsproxy record` process. The load runs
-in separate processes: each connection keeps a window of requests in flight and counts echoes.
+The upstream runs in its own process: the reference chat server (`--server chat`, the default, as
+issue 3 defines the comparison), or a bare aiohttp echo server (`--server echo`), which does no work
+of its own and so exposes the proxy's full cost. Every connection subscribes, then sends `new`
+requests (unique ids, padded to the wanted size) and counts the replies (responses or echoes), with
+a window of requests in flight; the proxy decodes and records everything. The proxy is a real
+`wsproxy record` process; the load runs in separate processes.
 
 Prints, per scenario (connections x message size): messages/s direct and through the proxy, their
-ratio, p50/p99 round-trip latency, and the proxy's CPU milliseconds per 1,000 messages; then a
+ratio, p50/p99 round-trip latency, the proxy's CPU milliseconds per 1,000 messages and the seconds its
+writer needed to catch up after the load stopped; then a
 fixed-rate latency test (5,000 messages/s), the writer's lag and drain time, and the proxy's peak RSS.
 """
 
@@ -24,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -52,10 +56,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def message(size: int, n: int) -> str:
-    head = '{"type":"request","timestamp":1700000000.5,"id":"r%08d","payloadType":"new","payload":{"chatId":"bench","message":"' % n
+SUBSCRIBE = '{"type":"request","timestamp":1700000000.5,"id":"sub","payloadType":"subscribe","payload":{}}'
+
+
+def message_template(size: int) -> str:
+    """A `new` request padded to ``size`` bytes, with ``%08d`` for a unique request id."""
+    head = '{"type":"request","timestamp":1700000000.5,"id":"r%08d","payloadType":"new","payload":{"chatId":"sink","message":"'
     tail = '"}}'
-    return head + "x" * max(0, size - len(head) - len(tail)) + tail
+    return head + "x" * max(0, size - len(head) + 2 - len(tail)) + tail
 
 
 async def _connection_load(url: str, size: int, seconds: float, window: int, rate: float | None) -> tuple[int, list[float]]:
@@ -64,7 +72,9 @@ async def _connection_load(url: str, size: int, seconds: float, window: int, rat
     count = 0
     async with aiohttp.ClientSession() as http:
         ws = await http.ws_connect(url, max_msg_size=0)
-        text = message(size, 0)
+        await ws.send_str(SUBSCRIBE)  # the chat server answers requests only after a subscribe
+        await ws.receive()
+        template = message_template(size)
         sent_at: list[float] = []
         deadline = time.perf_counter() + seconds
         done = asyncio.Event()
@@ -89,6 +99,7 @@ async def _connection_load(url: str, size: int, seconds: float, window: int, rat
             elif len(sent_at) - count >= window:
                 await asyncio.sleep(0)
                 continue
+            text = template % len(sent_at)
             sent_at.append(time.perf_counter())
             await ws.send_str(text)
         if count < len(sent_at):
@@ -103,7 +114,7 @@ async def _connection_load(url: str, size: int, seconds: float, window: int, rat
 
 def load_worker(url: str, connections: int, size: int, seconds: float, window: int, rate: float | None) -> tuple[int, list[float]]:
     async def run() -> tuple[int, list[float]]:
-        results = await asyncio.gather(*(_connection_load(f"{url}/bench?c={i}", size, seconds, window, rate)
+        results = await asyncio.gather(*(_connection_load(f"{url}/bench?user=bench{i}", size, seconds, window, rate)
                                          for i in range(connections)))
         return sum(r[0] for r in results), [lat for r in results for lat in r[1]]
     return asyncio.run(run())
@@ -127,11 +138,54 @@ def cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
+def wait_idle(pid: int, timeout: float = 60.0) -> float:
+    """Seconds until the proxy's CPU goes quiet after a load: the writer has caught up."""
+    start = time.perf_counter()
+    last = cpu_ms(pid)
+    while time.perf_counter() - start < timeout:
+        time.sleep(0.1)
+        now = cpu_ms(pid)
+        if now - last < 5:  # under 5% of a core over 100 ms: nothing queued any more
+            return time.perf_counter() - start - 0.1
+        last = now
+    return float("inf")
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def soak(pool: ProcessPoolExecutor, procs: int, url: str, pid: int, seconds: float) -> None:
+    """100 connections x 100 B for ``seconds``, sampling the proxy's RSS: it must stay flat."""
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(1.0):
+            samples.append(rss_mib(pid))
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        rate, _ = run_load(pool, procs, url, 100, 100, seconds)
+    finally:
+        stop.set()
+        sampler.join()
+    if len(samples) < 4:
+        return
+    quarter = len(samples) // 4
+    first, last = statistics.mean(samples[:quarter]), statistics.mean(samples[-quarter:])
+    print(f"soak {seconds:.0f} s, 100 conns x 100 B at {rate:,.0f} msg/s: RSS first quarter {first:.0f} MiB, "
+          f"last quarter {last:.0f} MiB (growth {last - first:+.0f} MiB), max {max(samples):.0f} MiB")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -147,10 +201,16 @@ def main() -> None:
     parser.add_argument("--load-procs", type=int, default=1, help="processes generating the load")
     parser.add_argument("--connections", default="1,10,100")
     parser.add_argument("--sizes", default="100,65536")
+    parser.add_argument("--server", choices=("chat", "echo"), default="chat", help="the upstream")
+    parser.add_argument("--soak", type=float, default=20.0, help="seconds of the 100-connection soak (0: skip)")
     args = parser.parse_args()
     echo_port, proxy_port = free_port(), free_port()
     tmp = Path(tempfile.mkdtemp(prefix="wsproxy-bench-"))
-    echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(echo_port)])
+    if args.server == "echo":
+        echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(echo_port)])
+    else:
+        echo = subprocess.Popen([sys.executable, "-m", "wsproxy", "chat-server", "--port", str(echo_port)],
+                                stdout=subprocess.DEVNULL)
     proxy = subprocess.Popen([sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{proxy_port}",
                               "--upstream", f"ws://127.0.0.1:{echo_port}", "--db", str(tmp / "bench.duckdb"),
                               "--log-format", "json", "--max-message-size", str(1 << 20)],
@@ -158,8 +218,9 @@ def main() -> None:
     proxy.stderr.readline()  # "listening"
     time.sleep(0.5)
     direct_url, proxy_url = f"ws://127.0.0.1:{echo_port}", f"ws://127.0.0.1:{proxy_port}"
+    print(f"upstream: {args.server} server")
     print(f"{'conns':>5} {'size':>7} | {'direct msg/s':>12} {'proxy msg/s':>12} {'ratio':>6} | "
-          f"{'direct p50/p99 ms':>18} {'proxy p50/p99 ms':>18} | {'proxy CPU ms/1k':>15}")
+          f"{'direct p50/p99 ms':>18} {'proxy p50/p99 ms':>18} | {'proxy CPU ms/1k':>15} {'catch-up s':>10}")
     try:
         with ProcessPoolExecutor(max_workers=args.load_procs) as pool:
             for connections in map(int, args.connections.split(",")):
@@ -167,17 +228,20 @@ def main() -> None:
                     direct_rate, direct_lat = run_load(pool, args.load_procs, direct_url, connections, size, args.seconds)
                     before = cpu_ms(proxy.pid)
                     proxy_rate, proxy_lat = run_load(pool, args.load_procs, proxy_url, connections, size, args.seconds)
-                    used = cpu_ms(proxy.pid) - before
+                    catch_up = wait_idle(proxy.pid)
+                    used = cpu_ms(proxy.pid) - before  # including the writer's catch-up
                     per_k = used / (proxy_rate * args.seconds / 1000) if proxy_rate else float("nan")
                     print(f"{connections:>5} {size:>7} | {direct_rate:>12,.0f} {proxy_rate:>12,.0f} "
                           f"{proxy_rate / direct_rate:>6.2f} | {pct(direct_lat, .5):>8.2f}/{pct(direct_lat, .99):<9.2f} "
-                          f"{pct(proxy_lat, .5):>8.2f}/{pct(proxy_lat, .99):<9.2f} | {per_k:>15.1f}", flush=True)
+                          f"{pct(proxy_lat, .5):>8.2f}/{pct(proxy_lat, .99):<9.2f} | {per_k:>15.1f} {catch_up:>10.2f}", flush=True)
             # fixed rate: 5,000 messages/s = 10 connections x 250 echoes/s (x2 messages)
             _, direct_lat = run_load(pool, args.load_procs, direct_url, 10, 100, args.seconds + 1, rate=250)
             _, proxy_lat = run_load(pool, args.load_procs, proxy_url, 10, 100, args.seconds + 1, rate=250)
             print(f"\nfixed rate 5,000 msg/s, 10 conns x 100 B: p99 direct {pct(direct_lat, .99):.2f} ms, "
                   f"through proxy {pct(proxy_lat, .99):.2f} ms, added {pct(proxy_lat, .99) - pct(direct_lat, .99):.2f} ms "
                   f"(target <= 2 ms); p50 added {pct(proxy_lat, .5) - pct(direct_lat, .5):.2f} ms")
+            if args.soak:
+                soak(pool, args.load_procs, proxy_url, proxy.pid, args.soak)
         rss = peak_rss_mib(proxy.pid)
         stop_at = time.perf_counter()
         proxy.send_signal(signal.SIGINT)

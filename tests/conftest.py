@@ -54,6 +54,7 @@ def upstream_app() -> web.Application:
     /die            after the first message, drops the TCP connection without a close
     /bad-utf8       sends a text frame that is not UTF-8
     /forbidden      refuses the handshake with 403
+    /burst          at once sends ?n= numbered text messages, then closes with 4000
     """
     async def handle(request: web.Request) -> web.StreamResponse:
         path = "/" + request.path.rsplit("/", 1)[-1]  # the last segment decides, whatever the prefix
@@ -64,6 +65,10 @@ def upstream_app() -> web.Application:
         if path == "/headers":
             await ws.send_str(msgspec.json.encode({"headers": dict(request.headers), "query": request.rel_url.raw_query_string, "path": request.path,
                                                    "protocol": ws.ws_protocol}).decode())
+        if path == "/burst":
+            for i in range(int(request.query.get("n", "100"))):
+                await ws.send_str(str(i))
+            await ws.close(code=4000, message=b"burst done")
         if path == "/bad-utf8":
             await ws.send_frame(b"\xff\xfe not utf-8", WSMsgType.TEXT)
         async for msg in ws:

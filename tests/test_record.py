@@ -190,6 +190,15 @@ async def test_upstream_dying_mid_session_closes_the_client_with_1011(upstream, 
     assert recorded(session.options.db, "SELECT text FROM frames WHERE kind = 'text'") == [("last words",)]
 
 
+async def test_a_burst_followed_by_a_close_arrives_whole_and_in_order(upstream, proxy) -> None:
+    # The relay coalesces the writes of one event-loop turn: the close must never overtake them.
+    session = await proxy(upstream)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{session.url}/burst?n=5000") as ws:
+        received = [msg.data async for msg in ws]
+        assert received == [str(i) for i in range(5000)]
+        assert ws.close_code == 4000
+
+
 async def test_client_vanishing_closes_the_upstream_promptly(chat_server, proxy) -> None:
     session = await proxy(chat_server.url)
     reader, writer = await asyncio.open_connection("127.0.0.1", session.port)
@@ -319,6 +328,7 @@ async def test_live_status_line_and_summary_count_the_traffic(chat_server, proxy
     session = await proxy(chat_server.url)
     rates = Rates(session)
     await overview_flow(session.url)
+    await eventually(lambda: session.relay.counters.open == 0)  # the proxy finishes its close handshakes
     line = status_line(session, rates).plain
     assert "conns 0 open / 3 total" in line and session.url in line and "lag" in line
     await session.stop()

@@ -158,6 +158,8 @@ class Relay:
             recorder.connection_closed(conn_id, None, None, "client", None)
             return client
         upstream_headers = list(upstream._response.headers.items())  # noqa: SLF001 - the 101 response
+        _coalesce_writes(client)
+        _coalesce_writes(upstream)
         recorder.connection_opened(open_row(101, chosen, upstream_headers))
         self._sockets.add(client)
         self.counters.open += 1
@@ -279,6 +281,51 @@ def upstream_url(base: URL, rel: URL) -> URL:
     return URL.build(scheme=base.scheme, user=base.raw_user, password=base.raw_password, host=base.raw_host,
                      port=base.explicit_port, path=base.raw_path.rstrip("/") + rel.raw_path,
                      query_string=rel.raw_query_string, encoded=True)
+
+
+class _CoalescingTransport:
+    """Data frames written during one event-loop turn leave in one ``send()``.
+
+    Under load the pump relays every message already parsed from one TCP read before it
+    waits again; writing each as its own syscall was a quarter of the proxy's CPU. The
+    bytes and their order are unchanged; only the TCP segmentation differs. Anything that
+    may be a control frame (close, ping, pong: opcode bit 0x08) flushes at once, so a
+    close frame is never left behind when aiohttp closes the transport right after it.
+    """
+
+    __slots__ = ("_transport", "_chunks", "_loop")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._chunks: list[bytes] = []
+        self._loop = loop
+
+    def write(self, data: bytes) -> None:
+        chunks = self._chunks
+        chunks.append(data)
+        if data[:1] and data[0] & 0x08:
+            self.flush()
+        elif len(chunks) == 1:
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        chunks = self._chunks
+        if chunks:
+            self._chunks = []
+            if not self._transport.is_closing():
+                self._transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _coalesce_writes(ws: Any) -> None:
+    writer = ws._writer  # noqa: SLF001 - aiohttp has no public hook for its frame writer's transport
+    if writer is not None and writer.transport is not None:
+        writer.transport = _CoalescingTransport(writer.transport, asyncio.get_running_loop())
 
 
 async def _send_close_frame(ws: Any, code: int | None, reason: str) -> None:
