@@ -209,10 +209,10 @@ def test_envelope_shaped_json_never_raises_and_is_classified(value: dict, sender
 
 
 def test_the_core_imports_no_io_library() -> None:
-    """The pure core (protocol, profile, payloads, schema mappers, chat logic) stays free of I/O."""
+    """The pure core (protocol, checker, profile, payloads, schema mappers, chat logic) stays free of I/O."""
     import subprocess
     import sys
-    code = ("import sys, wsproxy.protocol, wsproxy.profile, wsproxy.payloads, wsproxy.schema, wsproxy.chat.core;"
+    code = ("import sys, wsproxy.protocol, wsproxy.checker, wsproxy.profile, wsproxy.payloads, wsproxy.schema, wsproxy.chat.core;"
             "print(sorted(m for m in ('aiohttp', 'duckdb', 'typer', 'rich', 'pyarrow') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

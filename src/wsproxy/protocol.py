@@ -45,13 +45,18 @@ Envelope = Request | Response | Event
 
 
 class Finding(msgspec.Struct, frozen=True):
-    """One rule that fired. ``conn_id``/``seq`` are set by whoever knows them."""
+    """One rule that fired. The decoder knows only the message; the checker adds where and
+    when: ``conn_id``, ``seq`` and ``ts`` (microseconds) of the frame the finding is about,
+    and the request or event id involved."""
 
     code: str
     severity: str
     message: str
     conn_id: int | None = None
     seq: int | None = None
+    ts: int | None = None
+    request_id: str | None = None
+    event_id: int | None = None
 
 
 class ParsedMessage(msgspec.Struct, gc=False):  # no cycles: skip GC tracking (hot path)
