@@ -71,6 +71,22 @@ def _os_error(exc: OSError) -> str:
     return f"{text}" + (f": {exc.filename}" if exc.filename else "")
 
 
+ProfileOption = Annotated[Optional[Path], typer.Option(
+    "--profile", help="A protocol profile (TOML) to check with instead of the built-in chat profile; "
+                      "see docs/checks.md.")]
+FAIL_ON = ("error", "warning", "none")
+
+
+def load_profile_option(path: Path | None) -> Any:
+    from wsproxy.profile import CHAT_PROFILE, ProfileError, load_profile
+    if path is None:
+        return CHAT_PROFILE
+    try:
+        return load_profile(path)
+    except ProfileError as exc:
+        raise fail(str(exc)) from None
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"wsproxy {__version__}")
@@ -178,17 +194,25 @@ def record(
     tls_key: Annotated[Optional[str], typer.Option(help="The key of --tls-cert (PEM).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status; only errors and the final summary.")] = False,
     log_format: Annotated[str, typer.Option(help="text or json (one JSON object per line on stderr).")] = "text",
+    profile: ProfileOption = None,
+    fail_on: Annotated[str, typer.Option(help="Exit 1 at the end if findings of this severity (or worse) were "
+                                              "seen: error, warning or none.")] = "none",
+    no_check: Annotated[bool, typer.Option("--no-check", help="Record only; do not run the protocol checker.")] = False,
 ) -> None:
-    """Relay WebSocket clients to the upstream server and record every frame into DuckDB.
+    """Relay WebSocket clients to the upstream server, check the protocol live and record every
+    frame into DuckDB.
 
-    Point your client at the --listen address instead of the server. Ctrl-C stops;
-    everything relayed is written before the file is closed.
+    Point your client at the --listen address instead of the server. Findings (unanswered
+    requests, lost events, ...) show as they happen and go into the `violations` table. Ctrl-C
+    stops; everything relayed is written before the file is closed.
 
     Examples:
 
       wsproxy record --upstream ws://127.0.0.1:8765 --listen 127.0.0.1:8080
 
       wsproxy record --upstream wss://chat.example.org/ws --db today.duckdb --label "login bug"
+
+      wsproxy record --upstream ws://127.0.0.1:8765 --fail-on error --quiet   (CI: exit 1 on any error finding)
     """
     from wsproxy.record import ConfigError, RecordOptions, RecordSession
     from wsproxy.recorder import RecordingError
@@ -196,8 +220,10 @@ def record(
 
     if log_format not in ("text", "json"):
         raise fail("--log-format must be text or json")
+    if fail_on not in FAIL_ON:
+        raise fail("--fail-on must be error, warning or none")
     options = RecordOptions(listen, upstream, db, label, not no_redact, max_message_size, insecure, ca,
-                            tls_cert, tls_key)
+                            tls_cert, tls_key, load_profile_option(profile), not no_check)
     try:
         session = RecordSession(options)
     except ConfigError as exc:
@@ -214,6 +240,7 @@ def record(
             log_json("listening", url=session.url, upstream=str(session.upstream), db=str(db))
         elif not quiet:
             err.print(f"recording [bold]{session.url}[/] → {session.upstream} into {db} (Ctrl-C stops)")
+        show_findings(session, log_format, quiet)
         live = None
         if not quiet and log_format == "text" and err.is_terminal:
             from rich.live import Live
@@ -245,6 +272,98 @@ def record(
                   f"{result['frames_client'] + result['frames_server']:,} messages "
                   f"({result['frames_client']:,} from clients, {result['frames_server']:,} from servers), "
                   f"{result['rows_written']:,} frame rows written to {db} as session {result['session_id']}")
+        if session.live_check is not None:
+            from wsproxy.render import severity_counts
+            line = severity_counts(result["findings"])
+            line.append(f"  (SELECT * FROM violations WHERE session_id = {result['session_id']})", style="dim")
+            err.print(line)
+    counts = result.get("findings") or {}
+    if fail_on != "none" and (counts.get("error") or (fail_on == "warning" and counts.get("warning"))):
+        raise typer.Exit(1)
+
+
+def show_findings(session: Any, log_format: str, quiet: bool) -> None:
+    """Print findings as they happen, rate-limited per rule (see livecheck.Throttle)."""
+    if session.live_check is None or quiet:
+        return
+    import time
+
+    from wsproxy.livecheck import Throttle
+    from wsproxy.render import finding_text
+    from wsproxy.status import log_json
+    throttle = Throttle()
+
+    def summarise(now: float, final: bool = False) -> None:
+        for code, hidden in throttle.due(now, final):
+            if log_format == "json":
+                log_json("findings_suppressed", code=code, count=hidden)
+            else:
+                err.print(f"[dim]… {hidden:,} more {code} not shown (rate limit; all are in the violations table)[/]")
+
+    def on_finding(finding: Any) -> None:
+        now = time.monotonic()
+        summarise(now)
+        if not throttle.admit(finding.code, now):
+            return
+        if log_format == "json":
+            log_json("finding", code=finding.code, severity=finding.severity, conn_id=finding.conn_id,
+                     seq=finding.seq, message=finding.message, request_id=finding.request_id,
+                     event_id=finding.event_id)
+        else:
+            err.print(finding_text(finding), soft_wrap=True)
+
+    session.live_check.listeners.append(on_finding)
+    session.on_stop.append(lambda: summarise(time.monotonic(), final=True))
+
+
+@app.command()
+def check(
+    recording: Annotated[Path, typer.Argument(help="A DuckDB file written by `wsproxy record`.")],
+    session_id: Annotated[Optional[int], typer.Option("--session", help="Session to check (default: the newest).")] = None,
+    profile: ProfileOption = None,
+    format: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    fail_on: Annotated[str, typer.Option(help="Exit 1 if findings of this severity (or worse) were seen: "
+                                              "error, warning or none.")] = "error",
+    max_per_rule: Annotated[int, typer.Option(help="Findings shown per connection and rule in text output.")] = 10,
+) -> None:
+    """Check a recorded session against the protocol rules, offline.
+
+    Runs exactly the live checker of `record` over the recorded frames (with their recorded
+    times) and prints the findings grouped by connection and rule. Exit status: 0 when no
+    error-severity finding (see --fail-on), 1 when there are, 2 when the recording cannot be read.
+
+    Examples:
+
+      wsproxy check demo.duckdb
+
+      wsproxy check today.duckdb --session 3 --format json | jq '.counts'
+
+      wsproxy check today.duckdb --profile strict.toml --fail-on warning
+    """
+    from wsproxy.check import check_recording
+    from wsproxy.render import check_report_json, print_check_report
+    from wsproxy.store import StoreError
+
+    if format not in ("text", "json"):
+        raise fail("--format must be text or json", 2)
+    if fail_on not in FAIL_ON:
+        raise fail("--fail-on must be error, warning or none", 2)
+    chosen = load_profile_option(profile)
+    try:
+        if format == "text" and err.is_terminal:
+            with err.status("checking…") as status:
+                report = check_recording(recording, session_id, chosen,
+                                         progress=lambda n: status.update(f"checking… {n:,} frames"))
+        else:
+            report = check_recording(recording, session_id, chosen)
+    except StoreError as exc:
+        raise fail(str(exc), exc.code) from None
+    if format == "json":
+        import msgspec
+        sys.stdout.write(msgspec.json.encode(check_report_json(report)).decode() + "\n")
+    else:
+        print_check_report(report, out, max_per_rule)
+    raise typer.Exit(1 if report.failed(fail_on) else 0)
 
 
 @app.command()

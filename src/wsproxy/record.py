@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 from yarl import URL
 
-from wsproxy.recorder import Recorder, RecordingError
+from wsproxy.checker import Checker
+from wsproxy.livecheck import LiveCheck
+from wsproxy.profile import CHAT_PROFILE, Profile
+from wsproxy.protocol import MessageDecoder
+from wsproxy.recorder import Recorder, RecordingError, now_us
 from wsproxy.relay import DEFAULT_MAX_MESSAGE, Relay, RelayConfig
+
+TICK_SECONDS = 0.25  # how often the live checker looks for requests past their timeout
 
 
 class ConfigError(ValueError):
@@ -74,6 +82,8 @@ class RecordOptions:
     ca_file: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    profile: Profile = CHAT_PROFILE
+    check: bool = True  # run the protocol checker live (``--no-check`` turns it off)
 
 
 class RecordSession:
@@ -86,10 +96,13 @@ class RecordSession:
         self._client_tls = client_ssl_context(options.insecure, options.ca_file)
         self._server_tls = server_ssl_context(options.tls_cert, options.tls_key)
         self.recorder = Recorder(Path(options.db))
+        self.live_check = LiveCheck(Checker(options.profile), self.recorder) if options.check else None
         self.relay = Relay(RelayConfig(self.upstream, options.max_message_size, options.redact, self._client_tls),
-                           self.recorder)
+                           self.recorder, MessageDecoder(options.profile), self.live_check)
         self.recorder.on_failure = self.relay.stop_relaying
         self._runner: web.AppRunner | None = None
+        self._ticker: asyncio.Task | None = None
+        self.on_stop: list[Callable[[], None]] = []  # called once everything is closed and written
         self._stopped = False
         self.url = ""
 
@@ -108,9 +121,17 @@ class RecordSession:
             self.recorder.stop()
             raise
         self.port = self._runner.addresses[0][1]
+        if self.live_check is not None:
+            self._ticker = asyncio.create_task(self._tick(self.live_check), name="checker-clock")
         scheme = "wss" if self._server_tls else "ws"
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"{scheme}://{host}:{self.port}"
+
+    @staticmethod
+    async def _tick(live_check: LiveCheck) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            live_check.tick(now_us())
 
     async def stop(self) -> None:
         """Close every connection (1001), write everything queued, close the file.
@@ -119,9 +140,15 @@ class RecordSession:
         if self._stopped:
             return
         self._stopped = True
+        if self._ticker is not None:
+            self._ticker.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.live_check is not None:
+            self.live_check.finish(now_us())  # connections are all closed by now; this is a safety net
         self.recorder.stop()
+        for callback in self.on_stop:
+            callback()
         if self.recorder.error:
             raise RecordingError(self.recorder.error)

@@ -25,12 +25,14 @@ import duckdb
 import pyarrow as pa
 
 from wsproxy import __version__
-from wsproxy.schema import APPLICATION, DDL, FRAME_COLUMNS, SCHEMA_VERSION
+from wsproxy.schema import APPLICATION, DDL, FRAME_COLUMNS, MIGRATIONS, SCHEMA_VERSION, VIOLATION_COLUMNS
 
 _TS = pa.timestamp("us", tz="UTC")
 FRAME_TYPES = (pa.int32(), pa.int32(), _TS, pa.string(), pa.string(), pa.int64(), pa.string(),
                pa.binary(), pa.string(), pa.string(), pa.string(), pa.string(), pa.int64(),
                pa.string(), pa.string(), pa.int32())
+VIOLATION_TYPES = (pa.int32(), pa.int32(), pa.int32(), _TS, pa.string(), pa.string(), pa.string(), pa.string(),
+                   pa.int64())
 
 
 class RecordingError(Exception):
@@ -53,6 +55,11 @@ class _ConnClose:
 
 
 @dataclass
+class _Violation:
+    values: tuple[Any, ...]
+
+
+@dataclass
 class RecorderStats:
     rows_written: int = 0
     frames_received: int = 0
@@ -60,6 +67,7 @@ class RecorderStats:
     last_batch_rows: int = 0
     write_seconds: float = 0.0
     max_lag_seconds: float = 0.0
+    violations: int = 0
 
 
 @dataclass
@@ -138,8 +146,13 @@ class Recorder:
         self._append(_ConnOpen(values))
 
     def connection_closed(self, conn_id: int, close_code: int | None, close_reason: str | None,
-                          closed_by: str | None, error: str | None = None) -> None:
-        self._append(_ConnClose(conn_id, now_us(), close_code, close_reason, closed_by, error))
+                          closed_by: str | None, error: str | None = None, closed_at_us: int | None = None) -> None:
+        self._append(_ConnClose(conn_id, closed_at_us or now_us(), close_code, close_reason, closed_by, error))
+
+    def violation(self, row: tuple[Any, ...]) -> None:
+        """Queue one ``violations`` row (schema.violation_row)."""
+        self.stats.violations += 1
+        self._append(_Violation(row))
 
     def frame(self, row: tuple[Any, ...]) -> None:
         """Queue one ``frames`` row (schema.frame_row)."""
@@ -212,6 +225,7 @@ class Recorder:
         opens = [item.values for item in batch if type(item) is _ConnOpen]
         closes = [item for item in batch if type(item) is _ConnClose]
         rows = [item for item in batch if type(item) is tuple]
+        violations = [item.values for item in batch if type(item) is _Violation]
         con.execute("BEGIN TRANSACTION")
         try:
             for values in opens:
@@ -221,6 +235,10 @@ class Recorder:
                 con.register("wsproxy_batch", frames_table(rows))
                 con.execute("INSERT INTO frames SELECT * FROM wsproxy_batch")
                 con.unregister("wsproxy_batch")
+            if violations:
+                con.register("wsproxy_violations", arrow_table(violations, VIOLATION_COLUMNS, VIOLATION_TYPES))
+                con.execute("INSERT INTO violations SELECT * FROM wsproxy_violations")
+                con.unregister("wsproxy_violations")
             for close in closes:
                 con.execute("UPDATE connections SET closed_at = make_timestamptz(?), close_code = ?, "
                             "close_reason = ?, closed_by = ?, error = coalesce(?, error) WHERE conn_id = ?",
@@ -253,9 +271,13 @@ class Recorder:
 
 def frames_table(rows: list[tuple[Any, ...]]) -> pa.Table:
     """Rows (schema.frame_row) as a columnar Arrow table: the fastest way into DuckDB."""
+    return arrow_table(rows, FRAME_COLUMNS, FRAME_TYPES)
+
+
+def arrow_table(rows: list[tuple[Any, ...]], names: tuple[str, ...], types: tuple[pa.DataType, ...]) -> pa.Table:
     columns = list(zip(*rows))
-    arrays = [pa.array(column, type=kind) for column, kind in zip(columns, FRAME_TYPES)]
-    return pa.Table.from_arrays(arrays, names=list(FRAME_COLUMNS))
+    arrays = [pa.array(column, type=kind) for column, kind in zip(columns, types)]
+    return pa.Table.from_arrays(arrays, names=list(names))
 
 
 def now_us() -> int:
@@ -295,9 +317,20 @@ def check_or_create_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         if int(version) > SCHEMA_VERSION:
             raise RecordingError(f"{path} was written by a newer wsproxy (schema {version}, this one reads "
                                  f"up to {SCHEMA_VERSION}): upgrade wsproxy")
-        return  # (migrations from older versions go here, in order, when SCHEMA_VERSION grows)
+        if int(version) < SCHEMA_VERSION:
+            _upgrade(con, int(version))
+        return
     con.execute("BEGIN TRANSACTION")
     con.execute(DDL)
     con.execute("INSERT INTO wsproxy_meta VALUES ('application', ?), ('schema_version', ?)",
                 [APPLICATION, str(SCHEMA_VERSION)])
+    con.execute("COMMIT")
+
+
+def _upgrade(con: duckdb.DuckDBPyConnection, version: int) -> None:
+    """Bring an older recording to SCHEMA_VERSION, one migration at a time, in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        con.execute(MIGRATIONS[step])
+    con.execute("UPDATE wsproxy_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
     con.execute("COMMIT")

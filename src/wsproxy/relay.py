@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 from yarl import URL
 
-from wsproxy.protocol import MessageDecoder
+from wsproxy.protocol import MessageDecoder, ParsedMessage
 from wsproxy.recorder import Recorder, now_us
 from wsproxy.schema import frame_row, redact_headers, redact_query
 
@@ -51,15 +50,23 @@ class Counters:
     bytes: dict[str, int] = field(default_factory=lambda: {"client": 0, "server": 0})
 
 
+class Observer(Protocol):
+    """What the relay tells the live checker, with the same times it records."""
+
+    def opened(self, conn_id: int, ts: int) -> None: ...
+    def frame(self, conn_id: int, seq: int, ts: int, sender: str, parsed: ParsedMessage) -> None: ...
+    def closed(self, conn_id: int, ts: int) -> None: ...
+
+
 class Relay:
     """The aiohttp application of ``wsproxy record``."""
 
     def __init__(self, config: RelayConfig, recorder: Recorder, decoder: MessageDecoder | None = None,
-                 on_frame: Callable[..., None] | None = None) -> None:
+                 observer: Observer | None = None) -> None:
         self.config = config
         self.recorder = recorder
         self.decoder = decoder or MessageDecoder()
-        self.on_frame = on_frame
+        self.observer = observer
         self.counters = Counters()
         self.stopped_reason: str | None = None
         self._sockets: set[web.WebSocketResponse] = set()
@@ -161,6 +168,9 @@ class Relay:
         _coalesce_writes(client)
         _coalesce_writes(upstream)
         recorder.connection_opened(open_row(101, chosen, upstream_headers))
+        observer = self.observer
+        if observer is not None:
+            observer.opened(conn_id, opened_us)
         self._sockets.add(client)
         self.counters.open += 1
         conn = _Conn(conn_id)
@@ -185,12 +195,17 @@ class Relay:
             self.counters.open -= 1
             if not upstream.closed:
                 await upstream.close()
-            recorder.connection_closed(conn_id, conn.close_code, conn.close_reason, conn.closed_by, conn.error)
+            closed_us = now_us()
+            recorder.connection_closed(conn_id, conn.close_code, conn.close_reason, conn.closed_by, conn.error,
+                                       closed_us)
+            if observer is not None:
+                observer.closed(conn_id, closed_us)
         return client
 
     async def _pump(self, conn: _Conn, source: Any, dest: Any, sender: str) -> None:
         """Forward every frame from source to dest, in order, and record it."""
         recorder, decode, counters = self.recorder, self.decoder.decode, self.counters
+        observe = self.observer.frame if self.observer is not None else None
         while True:
             msg = await source.receive()
             kind = msg.type
@@ -212,8 +227,8 @@ class Relay:
                 recorder.frame(frame_row(conn.conn_id, seq, ts, sender, "text" if is_text else "binary", data, parsed))
                 counters.frames[sender] += 1
                 counters.bytes[sender] += len(data)
-                if self.on_frame is not None:
-                    self.on_frame(conn.conn_id, seq, ts, sender, parsed)
+                if observe is not None:
+                    observe(conn.conn_id, seq, ts, sender, parsed)
                 if recorder.behind:
                     await recorder.wait_for_capacity()
             elif kind is WSMsgType.PING or kind is WSMsgType.PONG:

@@ -13,12 +13,16 @@ from urllib.parse import unquote_plus
 
 import msgspec
 
-from wsproxy.protocol import ParsedMessage
+from wsproxy.protocol import Finding, ParsedMessage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION = "wsproxy"
 
-DDL = """
+# What each version adds, in order: an older recording opened for writing gets the rest.
+# Version 1 is the frames/connections/sessions layout of DDL_V1.
+MIGRATIONS: dict[int, str] = {}
+
+DDL_V1 = """
 CREATE TABLE IF NOT EXISTS wsproxy_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS sessions (
     session_id INTEGER PRIMARY KEY, label VARCHAR, started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ,
@@ -33,6 +37,36 @@ CREATE TABLE IF NOT EXISTS frames (
     text VARCHAR, data BLOB, msg_type VARCHAR, msg_id VARCHAR, payload_type VARCHAR,
     event_type VARCHAR, event_id BIGINT, payload JSON, parse_error VARCHAR, close_code INTEGER);
 """
+
+# The checker's findings, and every request paired with its response (n-th request with an id
+# pairs with the n-th response with that id on the same connection, as the checker pairs them).
+MIGRATIONS[2] = """
+CREATE TABLE IF NOT EXISTS violations (
+    session_id INTEGER, conn_id INTEGER, seq INTEGER, ts TIMESTAMPTZ, code VARCHAR, severity VARCHAR,
+    message VARCHAR, request_id VARCHAR, event_id BIGINT);
+CREATE OR REPLACE VIEW exchanges AS
+WITH requests AS (
+    SELECT conn_id, msg_id, payload_type, seq, ts,
+           row_number() OVER (PARTITION BY conn_id, msg_id ORDER BY seq) AS nth
+    FROM frames WHERE msg_type = 'request' AND sender = 'client'),
+responses AS (
+    SELECT conn_id, msg_id, seq, ts, payload,
+           row_number() OVER (PARTITION BY conn_id, msg_id ORDER BY seq) AS nth
+    FROM frames WHERE msg_type = 'response' AND sender = 'server')
+SELECT c.session_id, q.conn_id, q.msg_id AS request_id, q.payload_type, q.seq AS request_seq,
+       r.seq AS response_seq, q.ts AS request_ts, r.ts AS response_ts,
+       date_diff('microsecond', q.ts, r.ts) / 1000.0 AS latency_ms,
+       json_extract_string(r.payload, '$.error.code') AS error_code
+FROM requests q
+JOIN connections c USING (conn_id)
+LEFT JOIN responses r ON r.conn_id = q.conn_id AND r.msg_id = q.msg_id AND r.nth = q.nth;
+"""
+
+DDL = DDL_V1 + "".join(MIGRATIONS[v] for v in sorted(MIGRATIONS))
+
+# Column order of ``violations``, as ``violation_row`` returns them.
+VIOLATION_COLUMNS: tuple[str, ...] = (
+    "session_id", "conn_id", "seq", "ts", "code", "severity", "message", "request_id", "event_id")
 
 # Column order of ``frames``, as ``frame_row`` returns them.
 FRAME_COLUMNS: tuple[str, ...] = (
@@ -67,6 +101,12 @@ def frame_row(conn_id: int, seq: int, ts_us: int, sender: str, kind: str, data: 
     return (conn_id, seq, ts_us, sender, kind, size, text, blob, parsed.msg_type, parsed.msg_id,
             parsed.payload_type, parsed.event_type, parsed.event_id,
             _payload_text(parsed), parsed.parse_error, close_code)
+
+
+def violation_row(session_id: int, finding: Finding) -> tuple[Any, ...]:
+    """One ``violations`` row; ``ts`` in microseconds since the epoch."""
+    return (session_id, finding.conn_id, finding.seq, finding.ts, finding.code, finding.severity,
+            finding.message, finding.request_id, finding.event_id)
 
 
 def _payload_text(parsed: ParsedMessage) -> str | None:

@@ -10,6 +10,7 @@ import msgspec
 from rich.text import Text
 
 from wsproxy.record import RecordSession
+from wsproxy.render import severity_counts
 
 
 class Rates:
@@ -40,6 +41,9 @@ def status_line(session: RecordSession, rates: Rates) -> Text:
     text.append(f"rows {recorder.stats.rows_written:,}  ")
     lag = recorder.lag_seconds
     text.append(f"lag {lag * 1000:,.0f} ms", style="yellow" if lag > 1 else "green")
+    if session.live_check is not None:
+        text.append("  ")
+        text.append_text(severity_counts(session.live_check.counts))
     if session.relay.stopped_reason:
         text.append(f"  STOPPED: {session.relay.stopped_reason}", style="bold red")
     return text
@@ -52,6 +56,7 @@ def summary(session: RecordSession) -> dict[str, Any]:
             "frames_client": counters.frames["client"], "frames_server": counters.frames["server"],
             "bytes": counters.bytes["client"] + counters.bytes["server"],
             "rows_written": stats.rows_written, "max_writer_lag_ms": round(stats.max_lag_seconds * 1000, 1),
+            "findings": dict(session.live_check.counts) if session.live_check is not None else None,
             "error": session.recorder.error}
 
 

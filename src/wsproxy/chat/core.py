@@ -217,7 +217,9 @@ class ChatCore:
             for conn_id in self._subscribed(user):
                 self._send(conn_id, event)
             return
-        if user.last_event_id and self.faults.fire("repeat-event-id"):
+        # repeat-event-id fires on an event pushed live: a repeated id stored while the user is away
+        # would be filtered out of catch-up (id > lastEventId) and never seen on the wire at all.
+        if user.last_event_id and self._subscribed(user) and self.faults.fire("repeat-event-id"):
             event_id = user.last_event_id
         else:
             if user.last_event_id and self.faults.fire("skip-event-id"):  # after a baseline exists

@@ -1,0 +1,102 @@
+"""Rich output shared by the commands. Anything that came off the wire goes through ``safe``."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.text import Text
+
+from wsproxy.protocol import Finding
+
+if TYPE_CHECKING:
+    from wsproxy.check import CheckReport
+
+SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def safe(text: str) -> str:
+    """Captured text made harmless for a terminal: control characters become escapes.
+
+    (Rich markup is never interpreted because callers build ``Text`` objects, not markup.)"""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+
+
+def finding_text(finding: Finding) -> Text:
+    """One finding on one line: severity, rule, where, what."""
+    text = Text()
+    text.append(f"{finding.severity.upper():<7} ", style=SEVERITY_STYLES.get(finding.severity, ""))
+    text.append(finding.code, style="bold")
+    where = f" conn {finding.conn_id}" + ("" if finding.seq is None else f" #{finding.seq}")
+    text.append(where, style="dim")
+    text.append("  " + safe(finding.message))
+    return text
+
+
+def severity_counts(counts: dict[str, int]) -> Text:
+    """'3 errors  1 warning  0 info', coloured where non-zero."""
+    text = Text()
+    for severity in ("error", "warning", "info"):
+        n = counts.get(severity, 0)
+        label = severity if severity == "info" or n == 1 else severity + "s"
+        text.append(f"{n} {label}", style=SEVERITY_STYLES[severity] if n else "dim")
+        if severity != "info":
+            text.append("  ")
+    return text
+
+
+def check_report_json(report: CheckReport) -> dict[str, Any]:
+    session = report.session
+    return {
+        "recording": str(report.recording), "session_id": session.session_id, "label": session.label,
+        "profile": report.profile, "connections": session.connections, "frames": session.frames,
+        "counts": report.counts,
+        "findings": [{"conn_id": f.conn_id, "seq": f.seq, "ts": _iso(f.ts), "code": f.code,
+                      "severity": f.severity, "message": f.message, "request_id": f.request_id,
+                      "event_id": f.event_id} for f in report.findings],
+    }
+
+
+def print_check_report(report: CheckReport, console: Console, max_per_rule: int = 10) -> None:
+    """Findings grouped by connection, then by rule (most severe first)."""
+    session = report.session
+    title = Text(f"{report.recording} session {session.session_id}")
+    if session.label:
+        title.append(f" ({safe(session.label)})")
+    title.append(f": {session.connections} connection(s), {session.frames:,} frames, profile {report.profile}")
+    console.print(title)
+    by_conn: dict[int | None, dict[str, list[Finding]]] = {}
+    for finding in report.findings:
+        by_conn.setdefault(finding.conn_id, {}).setdefault(finding.code, []).append(finding)
+    rank = {"error": 0, "warning": 1, "info": 2}
+    for conn_id, rules in by_conn.items():
+        console.print(Text(f"\nconn {conn_id}", style="bold"))
+        for code, findings in sorted(rules.items(), key=lambda item: (rank.get(item[1][0].severity, 3), item[0])):
+            severity = findings[0].severity
+            head = Text("  ")
+            head.append(f"{severity.upper():<7} ", style=SEVERITY_STYLES.get(severity, ""))
+            head.append(code, style="bold")
+            head.append(f" × {len(findings)}", style="dim")
+            console.print(head)
+            for finding in findings[:max_per_rule]:
+                line = Text("    ")
+                line.append("" if finding.seq is None else f"#{finding.seq} ", style="dim")
+                line.append(safe(finding.message))
+                console.print(line)
+            if len(findings) > max_per_rule:
+                console.print(Text(f"    … and {len(findings) - max_per_rule:,} more", style="dim"))
+    verdict = Text("\n")
+    verdict.append_text(severity_counts(report.counts))
+    verdict.append("  →  ")
+    verdict.append("FAIL" if report.counts["error"] else "OK",
+                   style="bold red" if report.counts["error"] else "bold green")
+    console.print(verdict)
+
+
+def _iso(ts_us: int | None) -> str | None:
+    if ts_us is None:
+        return None
+    return datetime.fromtimestamp(ts_us / 1_000_000, tz=timezone.utc).isoformat(timespec="microseconds")

@@ -1,0 +1,115 @@
+"""The read side of a recording: open it safely, pick a session, stream its traffic."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from wsproxy.errors import UserError
+from wsproxy.schema import SCHEMA_VERSION
+
+
+class StoreError(UserError):
+    """A recording that cannot be read; the message says why and what to do."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=2)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    session_id: int
+    label: str | None
+    started_at: Any
+    ended_at: Any
+    upstream: str | None
+    connections: int
+    frames: int
+
+
+def open_recording(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open a recording read-only (it may be being written: DuckDB then refuses, and we say so)."""
+    if not path.exists():
+        raise StoreError(f"{path} does not exist: give the --db file `wsproxy record` wrote")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        text = str(exc).splitlines()[0]
+        if "lock" in text.lower():
+            raise StoreError(f"{path} is being written by `wsproxy record`: stop it first, or query a copy "
+                             f"of the file") from None
+        raise StoreError(f"{path} is not a DuckDB recording: {text}") from None
+    try:
+        tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "wsproxy_meta" not in tables or "frames" not in tables:
+            raise StoreError(f"{path} is a DuckDB file but not a wsproxy recording")
+        version = dict(con.execute("SELECT key, value FROM wsproxy_meta").fetchall()).get("schema_version", "")
+        if not version.isdigit() or int(version) > SCHEMA_VERSION:
+            raise StoreError(f"{path} was written by a newer wsproxy (schema {version}, this one reads up to "
+                             f"{SCHEMA_VERSION}): upgrade wsproxy")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def session_info(con: duckdb.DuckDBPyConnection, session_id: int | None) -> SessionInfo:
+    """The session asked for, or the newest one."""
+    if session_id is None:
+        row = con.execute("SELECT max(session_id) FROM sessions").fetchone()
+        if row is None or row[0] is None:
+            raise StoreError("the recording holds no session yet")
+        session_id = row[0]
+    row = con.execute(
+        "SELECT s.session_id, s.label, s.started_at, s.ended_at, s.upstream, "
+        " (SELECT count(*) FROM connections c WHERE c.session_id = s.session_id), "
+        " (SELECT count(*) FROM frames f JOIN connections c USING (conn_id) WHERE c.session_id = s.session_id) "
+        "FROM sessions s WHERE s.session_id = ?", [session_id]).fetchone()
+    if row is None:
+        known = [r[0] for r in con.execute("SELECT session_id FROM sessions ORDER BY 1").fetchall()]
+        raise StoreError(f"no session {session_id} in this recording (sessions: "
+                         f"{', '.join(map(str, known)) or 'none'})")
+    return SessionInfo(*row)
+
+
+# One observation of recorded traffic, in the order the live checker saw it:
+# ("open", conn_id, ts_us) / ("frame", conn_id, ts_us, seq, sender, kind, text, data) / ("close", conn_id, ts_us)
+Observation = tuple[Any, ...]
+
+_OBSERVATIONS = """
+SELECT * FROM (
+    SELECT 0 AS rank, conn_id, epoch_us(opened_at) AS ts, NULL AS seq, NULL AS sender, NULL AS kind,
+           NULL AS text, NULL AS data
+    FROM connections WHERE session_id = $session AND status = 101
+    UNION ALL
+    SELECT 1, f.conn_id, epoch_us(f.ts), f.seq, f.sender, f.kind, f.text, f.data
+    FROM frames f JOIN connections c USING (conn_id)
+    WHERE c.session_id = $session AND c.status = 101 AND f.kind IN ('text', 'binary')
+    UNION ALL
+    SELECT 2, conn_id, epoch_us(closed_at), NULL, NULL, NULL, NULL, NULL
+    FROM connections WHERE session_id = $session AND status = 101 AND closed_at IS NOT NULL
+) ORDER BY ts, rank, conn_id, seq
+"""
+
+
+def observations(con: duckdb.DuckDBPyConnection, session_id: int, batch: int = 10_000) -> Iterator[Observation]:
+    """Connection opens, data frames and closes of one session, in time order, streamed."""
+    result = con.execute(_OBSERVATIONS, {"session": session_id})
+    while True:
+        rows = result.fetchmany(batch)
+        if not rows:
+            return
+        yield from rows
+
+
+def last_time(con: duckdb.DuckDBPyConnection, session_id: int) -> int | None:
+    """When the session ended (or its last recorded frame, if it never ended cleanly), in µs."""
+    row = con.execute(
+        "SELECT coalesce(epoch_us(s.ended_at), (SELECT max(epoch_us(f.ts)) FROM frames f JOIN connections c "
+        "USING (conn_id) WHERE c.session_id = s.session_id)) FROM sessions s WHERE s.session_id = ?",
+        [session_id]).fetchone()
+    return None if row is None else row[0]
