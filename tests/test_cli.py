@@ -64,3 +64,78 @@ def test_demo_records_the_overview_flow_and_prints_a_summary(tmp_path) -> None:
         assert con.execute("SELECT count(*) FROM connections").fetchone()[0] == 3
         kinds = dict(con.execute("SELECT msg_type, count(*) FROM frames WHERE kind='text' GROUP BY 1").fetchall())
     assert kinds == {"request": 13, "response": 13, "event": 15}
+
+
+# --- wsproxy check ---
+
+@pytest.fixture(scope="module")
+def faulty_recording(tmp_path_factory):
+    """A recording of the overview flow against a server that duplicates a response and sends binary."""
+    import asyncio
+
+    from wsproxy.chat.client import overview_flow
+    from wsproxy.chat.faults import Faults
+    from wsproxy.chat.server import start_chat_server
+    from wsproxy.record import RecordOptions, RecordSession
+    db = tmp_path_factory.mktemp("check") / "faulty.duckdb"
+
+    async def record(faults: str, label: str) -> None:
+        server = await start_chat_server("127.0.0.1", 0, Faults.parse(faults))
+        session = RecordSession(RecordOptions(listen="127.0.0.1:0", upstream=server.url, db=db, label=label))
+        await session.start()
+        await overview_flow(session.url)
+        await session.stop()
+        await server.stop()
+
+    async def both() -> None:
+        await record("", "clean")
+        await record("duplicate-response,binary", "faulty")
+    asyncio.run(both())
+    return db
+
+
+def test_check_reports_findings_grouped_and_exits_1_on_errors(faulty_recording) -> None:
+    result = wsproxy("check", str(faulty_recording))
+    assert result.returncode == 1, result.stderr
+    assert "session 2 (faulty)" in result.stdout and "conn 4" in result.stdout
+    assert "ERROR   duplicate-response × 1" in result.stdout and "INFO    binary-message × 1" in result.stdout
+    assert "1 error  0 warnings  1 info  →  FAIL" in result.stdout
+
+
+def test_check_a_clean_session_exits_0(faulty_recording) -> None:
+    result = wsproxy("check", str(faulty_recording), "--session", "1")
+    assert result.returncode == 0 and "0 errors  0 warnings  0 info  →  OK" in result.stdout
+
+
+def test_check_json_for_scripts(faulty_recording) -> None:
+    import json
+    result = wsproxy("check", str(faulty_recording), "--format", "json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 1 and report["session_id"] == 2 and report["label"] == "faulty"
+    assert report["counts"] == {"error": 1, "warning": 0, "info": 1}
+    assert {f["code"] for f in report["findings"]} == {"duplicate-response", "binary-message"}
+    assert all(f["conn_id"] and f["seq"] and f["ts"].endswith("+00:00") for f in report["findings"])
+
+
+def test_check_profile_and_fail_on(faulty_recording, tmp_path) -> None:
+    profile = tmp_path / "lenient.toml"
+    profile.write_text('name = "lenient"\n[severities]\nduplicate-response = "warning"\n')
+    lenient = wsproxy("check", str(faulty_recording), "--profile", str(profile))
+    assert lenient.returncode == 0 and "WARNING duplicate-response" in lenient.stdout and "profile lenient" in lenient.stdout
+    strict = wsproxy("check", str(faulty_recording), "--profile", str(profile), "--fail-on", "warning")
+    assert strict.returncode == 1
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["check", "/nonexistent.duckdb"], 2, "does not exist"),
+    (["check", "{db}", "--session", "9"], 2, "no session 9 in this recording (sessions: 1, 2)"),
+    (["check", "{db}", "--format", "xml"], 2, "--format must be text or json"),
+    (["check", "{db}", "--profile", "/nonexistent.toml"], 2, "profile /nonexistent.toml does not exist"),
+    (["check", "{notdb}"], 2, "is not a DuckDB recording"),
+])
+def test_check_errors_are_one_line(faulty_recording, tmp_path, args, code, message) -> None:
+    notdb = tmp_path / "notes.duckdb"
+    notdb.write_text("not a database")
+    result = wsproxy(*(a.format(db=faulty_recording, notdb=notdb) for a in args))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code and len(lines) == 1 and message in lines[0], result.stderr

@@ -9,6 +9,8 @@ import duckdb
 
 from conftest import recorded
 from wsproxy.chat.client import overview_flow
+from wsproxy.check import check_recording
+from wsproxy.schema import SCHEMA_VERSION
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -30,3 +32,21 @@ async def test_a_new_session_appends_to_the_golden_recording(chat_server, proxy,
     await session.stop()
     assert recorded(db, "SELECT session_id, label FROM sessions ORDER BY 1") == [(1, "demo"), (2, "appended")]
     assert recorded(db, "SELECT min(conn_id) FROM connections WHERE session_id = 2") == [(4,)]
+    # appending upgraded the file to the current schema: findings and exchanges are there
+    assert recorded(db, "SELECT value FROM wsproxy_meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+    assert recorded(db, "SELECT count(*) FROM violations") == [(0,)]
+    assert recorded(db, "SELECT count(*) FROM exchanges WHERE response_seq IS NOT NULL GROUP BY session_id "
+                        "ORDER BY session_id") == [(13,), (13,)]
+
+
+def test_schema_v1_golden_recording_checks_clean_offline() -> None:
+    report = check_recording(FIXTURES / "schema-v1-demo.duckdb")
+    assert report.findings == [] and report.session.frames > 0
+
+
+def test_schema_v2_golden_recording_with_faults_checks_as_it_was_checked_live() -> None:
+    db = FIXTURES / "schema-v2-demo-faults.duckdb"
+    live = recorded(db, "SELECT conn_id, seq, epoch_us(ts), code, message FROM violations ORDER BY conn_id, seq, code")
+    assert {row[3] for row in live} == {"duplicate-response", "event-id-gap", "binary-message"}
+    offline = check_recording(db).findings
+    assert [(f.conn_id, f.seq, f.ts, f.code, f.message) for f in offline] == live

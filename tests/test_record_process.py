@@ -21,12 +21,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def start_recorder(upstream: str, db, port: int) -> asyncio.subprocess.Process:
+async def start_recorder(upstream: str, db, port: int, *extra: str, log_format: str = "json"
+                         ) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{port}", "--upstream", upstream,
-        "--db", str(db), "--log-format", "json", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "--db", str(db), "--log-format", log_format, *extra,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     line = await asyncio.wait_for(process.stderr.readline(), 20)
-    assert b'"event":"listening"' in line, line
+    assert (b'"event":"listening"' if log_format == "json" else b"recording ") in line, line
     return process
 
 
@@ -88,3 +90,32 @@ async def test_sigkill_leaves_a_readable_file_with_everything_older_than_the_com
     rows = recorded(db, "SELECT count(*) FROM frames WHERE text LIKE 'before the kill %'")
     assert rows == [(100,)]
     assert recorded(db, "SELECT count(*) FROM sessions") == [(1,)]
+
+
+async def test_fail_on_error_prints_findings_live_and_exits_1(faulty_chat_server, tmp_path) -> None:
+    from wsproxy.chat.client import overview_flow
+    server = await faulty_chat_server("orphan-response:always")
+    db, port = tmp_path / "ci.duckdb", free_port()
+    process = await start_recorder(server.url, db, port, "--fail-on", "error", log_format="text")
+    await overview_flow(f"ws://127.0.0.1:{port}")
+    await asyncio.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    text = err.decode()
+    assert process.returncode == 1, text
+    # a storm of one rule is cut to 5 lines and a summary; the final line counts them all
+    assert text.count("ERROR   orphan-response") == 5
+    assert "more orphan-response not shown (rate limit; all are in the violations table)" in text
+    total = recorded(db, "SELECT count(*) FROM violations WHERE code = 'orphan-response'")[0][0]
+    assert total > 5 and f"{total} errors" in text
+
+
+async def test_fail_on_error_exits_0_on_clean_traffic(chat_server, tmp_path) -> None:
+    from wsproxy.chat.client import overview_flow
+    db, port = tmp_path / "ci.duckdb", free_port()
+    process = await start_recorder(chat_server.url, db, port, "--fail-on", "warning", "--quiet")
+    await overview_flow(f"ws://127.0.0.1:{port}")
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err
+    assert b'"findings":{"error":0,"warning":0,"info":0}' in err

@@ -77,14 +77,14 @@ ProfileOption = Annotated[Optional[Path], typer.Option(
 FAIL_ON = ("error", "warning", "none")
 
 
-def load_profile_option(path: Path | None) -> Any:
+def load_profile_option(path: Path | None, code: int = 1) -> Any:
     from wsproxy.profile import CHAT_PROFILE, ProfileError, load_profile
     if path is None:
         return CHAT_PROFILE
     try:
         return load_profile(path)
     except ProfileError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), code) from None
 
 
 def _version(value: bool) -> None:
@@ -216,7 +216,7 @@ def record(
     """
     from wsproxy.record import ConfigError, RecordOptions, RecordSession
     from wsproxy.recorder import RecordingError
-    from wsproxy.status import Rates, log_json, status_line, summary
+    from wsproxy.status import Rates, log_json, show_findings, status_line, summary
 
     if log_format not in ("text", "json"):
         raise fail("--log-format must be text or json")
@@ -240,7 +240,8 @@ def record(
             log_json("listening", url=session.url, upstream=str(session.upstream), db=str(db))
         elif not quiet:
             err.print(f"recording [bold]{session.url}[/] → {session.upstream} into {db} (Ctrl-C stops)")
-        show_findings(session, log_format, quiet)
+        if not quiet:
+            show_findings(session, err, log_format)
         live = None
         if not quiet and log_format == "text" and err.is_terminal:
             from rich.live import Live
@@ -282,40 +283,6 @@ def record(
         raise typer.Exit(1)
 
 
-def show_findings(session: Any, log_format: str, quiet: bool) -> None:
-    """Print findings as they happen, rate-limited per rule (see livecheck.Throttle)."""
-    if session.live_check is None or quiet:
-        return
-    import time
-
-    from wsproxy.livecheck import Throttle
-    from wsproxy.render import finding_text
-    from wsproxy.status import log_json
-    throttle = Throttle()
-
-    def summarise(now: float, final: bool = False) -> None:
-        for code, hidden in throttle.due(now, final):
-            if log_format == "json":
-                log_json("findings_suppressed", code=code, count=hidden)
-            else:
-                err.print(f"[dim]… {hidden:,} more {code} not shown (rate limit; all are in the violations table)[/]")
-
-    def on_finding(finding: Any) -> None:
-        now = time.monotonic()
-        summarise(now)
-        if not throttle.admit(finding.code, now):
-            return
-        if log_format == "json":
-            log_json("finding", code=finding.code, severity=finding.severity, conn_id=finding.conn_id,
-                     seq=finding.seq, message=finding.message, request_id=finding.request_id,
-                     event_id=finding.event_id)
-        else:
-            err.print(finding_text(finding), soft_wrap=True)
-
-    session.live_check.listeners.append(on_finding)
-    session.on_stop.append(lambda: summarise(time.monotonic(), final=True))
-
-
 @app.command()
 def check(
     recording: Annotated[Path, typer.Argument(help="A DuckDB file written by `wsproxy record`.")],
@@ -348,7 +315,7 @@ def check(
         raise fail("--format must be text or json", 2)
     if fail_on not in FAIL_ON:
         raise fail("--fail-on must be error, warning or none", 2)
-    chosen = load_profile_option(profile)
+    chosen = load_profile_option(profile, code=2)
     try:
         if format == "text" and err.is_terminal:
             with err.status("checking…") as status:
@@ -369,15 +336,28 @@ def check(
 @app.command()
 def demo(
     db: Annotated[Path, typer.Option(help="Where to record the demo.")] = Path("demo.duckdb"),
+    faults: Annotated[str, typer.Option(help="Make the chat server misbehave (as chat-server --faults) and watch "
+                                             "the checker catch it.")] = "",
 ) -> None:
     """Record the overview's chat flow: reference server + recording proxy + scripted users.
 
     Everything runs on free loopback ports and stops by itself; the recording is left in
     --db for you to query.
+
+    Examples:
+
+      wsproxy demo
+
+      wsproxy demo --faults duplicate-response,skip-event-id,binary
     """
+    from wsproxy.chat.faults import Faults, FaultSpecError
     from wsproxy.demo import run_demo
 
-    run_async(lambda: run_demo(db, out))
+    try:
+        fault_plan = Faults.parse(faults)
+    except FaultSpecError as exc:
+        raise fail(str(exc)) from None
+    run_async(lambda: run_demo(db, out, fault_plan))
 
 
 def entry() -> None:

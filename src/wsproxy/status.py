@@ -7,10 +7,13 @@ import time
 from typing import Any
 
 import msgspec
+from rich.console import Console
 from rich.text import Text
 
+from wsproxy.livecheck import Throttle
+from wsproxy.protocol import Finding
 from wsproxy.record import RecordSession
-from wsproxy.render import severity_counts
+from wsproxy.render import finding_text, severity_counts
 
 
 class Rates:
@@ -73,3 +76,33 @@ def _size(n: int) -> str:
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1024
     return f"{n} B"
+
+
+def show_findings(session: RecordSession, console: Console, log_format: str = "text") -> None:
+    """Print the live checker's findings as they happen, rate-limited per rule (livecheck.Throttle)."""
+    if session.live_check is None:
+        return
+    throttle = Throttle()
+
+    def summarise(now: float, final: bool = False) -> None:
+        for code, hidden in throttle.due(now, final):
+            if log_format == "json":
+                log_json("findings_suppressed", code=code, count=hidden)
+            else:
+                console.print(f"[dim]… {hidden:,} more {code} not shown (rate limit; all are in the "
+                              f"violations table)[/]")
+
+    def on_finding(finding: Finding) -> None:
+        now = time.monotonic()
+        summarise(now)
+        if not throttle.admit(finding.code, now):
+            return
+        if log_format == "json":
+            log_json("finding", code=finding.code, severity=finding.severity, conn_id=finding.conn_id,
+                     seq=finding.seq, message=finding.message, request_id=finding.request_id,
+                     event_id=finding.event_id)
+        else:
+            console.print(finding_text(finding), soft_wrap=True)
+
+    session.live_check.listeners.append(on_finding)
+    session.on_stop.append(lambda: summarise(time.monotonic(), final=True))
