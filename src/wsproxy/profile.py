@@ -3,7 +3,7 @@
 Nothing else in wsproxy hard-codes which event types are stateful, which payload types
 exist or how severe a finding is: it asks the profile. The built-in profile is
 ``CHAT_PROFILE`` and follows ``protocol.md`` exactly; users load their own with
-``load_profile`` (a TOML file, see docs/profiles.md).
+``load_profile`` (a TOML file, see docs/checks.md).
 
 Core module: imports only the standard library and msgspec.
 """
@@ -104,7 +104,7 @@ class ProfileError(ValueError):
 
 
 def load_profile(path: str | Path) -> Profile:
-    """Read a TOML profile (see docs/profiles.md) on top of the built-in chat profile."""
+    """Read a TOML profile (see docs/checks.md) on top of the built-in chat profile."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
