@@ -188,6 +188,34 @@ def soak(pool: ProcessPoolExecutor, procs: int, url: str, pid: int, seconds: flo
           f"last quarter {last:.0f} MiB (growth {last - first:+.0f} MiB), max {max(samples):.0f} MiB")
 
 
+def start_proxy(port: int, upstream_port: int, db: Path, *extra: str) -> subprocess.Popen:
+    proxy = subprocess.Popen([sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{port}",
+                              "--upstream", f"ws://127.0.0.1:{upstream_port}", "--db", str(db),
+                              "--log-format", "json", "--max-message-size", str(1 << 20), *extra],
+                             stderr=subprocess.PIPE, text=True)
+    proxy.stderr.readline()  # "listening"
+    return proxy
+
+
+def checker_cost(pool: ProcessPoolExecutor, procs: int, checked: tuple[subprocess.Popen, str],
+                 unchecked: tuple[subprocess.Popen, str], seconds: float, rounds: int) -> None:
+    """The live checker's cost: the same load through `record` and `record --no-check`, alternating."""
+    totals = {"on": [0.0, 0.0], "off": [0.0, 0.0]}  # messages, CPU ms
+    for _ in range(rounds):
+        for name, (process, url) in (("on", checked), ("off", unchecked)):
+            before = cpu_ms(process.pid)
+            rate, _ = run_load(pool, procs, url, 10, 100, seconds)
+            wait_idle(process.pid)
+            totals[name][0] += rate * seconds
+            totals[name][1] += cpu_ms(process.pid) - before
+    per_k = {name: cpu / (messages / 1000) for name, (messages, cpu) in totals.items()}
+    rate = {name: messages / (seconds * rounds) for name, (messages, _) in totals.items()}
+    print(f"\nchecker cost, 10 conns x 100 B, {rounds} alternating rounds: checker on {rate['on']:,.0f} msg/s "
+          f"{per_k['on']:.1f} ms CPU/1k; off (--no-check) {rate['off']:,.0f} msg/s {per_k['off']:.1f} ms CPU/1k; "
+          f"extra CPU {100 * (per_k['on'] / per_k['off'] - 1):+.1f}% (target <= 15%), "
+          f"throughput {rate['on'] / rate['off']:.2f} of unchecked")
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -202,6 +230,7 @@ def main() -> None:
     parser.add_argument("--connections", default="1,10,100")
     parser.add_argument("--sizes", default="100,65536")
     parser.add_argument("--server", choices=("chat", "echo"), default="chat", help="the upstream")
+    parser.add_argument("--cost-rounds", type=int, default=3, help="alternating rounds for the checker's cost")
     parser.add_argument("--soak", type=float, default=20.0, help="seconds of the 100-connection soak (0: skip)")
     args = parser.parse_args()
     echo_port, proxy_port = free_port(), free_port()
@@ -211,11 +240,9 @@ def main() -> None:
     else:
         echo = subprocess.Popen([sys.executable, "-m", "wsproxy", "chat-server", "--port", str(echo_port)],
                                 stdout=subprocess.DEVNULL)
-    proxy = subprocess.Popen([sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{proxy_port}",
-                              "--upstream", f"ws://127.0.0.1:{echo_port}", "--db", str(tmp / "bench.duckdb"),
-                              "--log-format", "json", "--max-message-size", str(1 << 20)],
-                             stderr=subprocess.PIPE, text=True)
-    proxy.stderr.readline()  # "listening"
+    proxy = start_proxy(proxy_port, echo_port, tmp / "bench.duckdb")
+    unchecked_port = free_port()
+    unchecked = start_proxy(unchecked_port, echo_port, tmp / "unchecked.duckdb", "--no-check")
     time.sleep(0.5)
     direct_url, proxy_url = f"ws://127.0.0.1:{echo_port}", f"ws://127.0.0.1:{proxy_port}"
     print(f"upstream: {args.server} server")
@@ -240,6 +267,8 @@ def main() -> None:
             print(f"\nfixed rate 5,000 msg/s, 10 conns x 100 B: p99 direct {pct(direct_lat, .99):.2f} ms, "
                   f"through proxy {pct(proxy_lat, .99):.2f} ms, added {pct(proxy_lat, .99) - pct(direct_lat, .99):.2f} ms "
                   f"(target <= 2 ms); p50 added {pct(proxy_lat, .5) - pct(direct_lat, .5):.2f} ms")
+            checker_cost(pool, args.load_procs, (proxy, proxy_url), (unchecked, f"ws://127.0.0.1:{unchecked_port}"),
+                         args.seconds, args.cost_rounds)
             if args.soak:
                 soak(pool, args.load_procs, proxy_url, proxy.pid, args.soak)
         rss = peak_rss_mib(proxy.pid)
@@ -253,7 +282,7 @@ def main() -> None:
               f"max writer lag {summary.get('max_writer_lag_ms', 'n/a')} ms, shutdown (final flush) {drain:.2f} s; "
               f"proxy peak RSS {rss:.0f} MiB")
     finally:
-        for process in (proxy, echo):
+        for process in (proxy, unchecked, echo):
             if process.poll() is None:
                 process.kill()
 
