@@ -334,6 +334,141 @@ def check(
 
 
 @app.command()
+def replay(
+    recording: Annotated[Path, typer.Argument(help="A DuckDB recording or a JSONL export of one.")],
+    listen: Annotated[str, typer.Option(help="HOST:PORT to serve the replay on.")] = "127.0.0.1:8765",
+    session_id: Annotated[Optional[int], typer.Option("--session", help="Session to replay (default: the newest).")] = None,
+    timing: Annotated[str, typer.Option(help="asap (default): answer at once; recorded: keep the recorded gaps; "
+                                             "scale:F: gaps times F (scale:0.5 = twice as fast).")] = "asap",
+    match: Annotated[str, typer.Option(help="strict: the same messages as recorded (ids and timestamps aside); "
+                                            "loose: same type and payloadType, closest payload.")] = "strict",
+    bind: Annotated[Optional[str], typer.Option(help="Bind clients to recorded connections by query:NAME or "
+                                                     "header:NAME instead of path and query.")] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="Start over when every recorded connection was replayed.")] = False,
+    report: Annotated[Optional[Path], typer.Option(help="Append divergences to this JSONL file (default: the "
+                                                        "recording's replay_divergences table).")] = None,
+    fail_on_divergence: Annotated[bool, typer.Option("--fail-on-divergence",
+                                                     help="Exit 1 if any client diverged from the recording.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final summary.")] = False,
+) -> None:
+    """Serve a recorded session as a mock server that knows the protocol.
+
+    Clients are bound to recorded connections; each client message is matched with the
+    recorded one, and the recorded answers go out with the client's request ids and fresh
+    timestamps, in causal order across connections. Divergences are printed and kept.
+    Ctrl-C stops. See docs/replay.md.
+
+    Examples:
+
+      wsproxy replay demo.duckdb --listen 127.0.0.1:8765
+
+      wsproxy replay fixtures/login.jsonl --timing recorded --bind query:user
+
+      wsproxy replay today.duckdb --session 2 --match loose --loop --fail-on-divergence
+    """
+    from wsproxy.record import ConfigError, parse_listen
+    from wsproxy.replay.plan import ReplayPlan, TimingError, parse_timing
+    from wsproxy.replay.server import now_us, start_replay
+    from wsproxy.replay.source import load_recording, save_divergences
+    from wsproxy.store import StoreError
+
+    try:
+        host, port = parse_listen(listen)
+        scale = parse_timing(timing)
+    except (ConfigError, TimingError) as exc:
+        raise fail(str(exc)) from None
+    if match not in ("strict", "loose"):
+        raise fail("--match must be strict or loose")
+    if bind is not None and not (bind.startswith(("query:", "header:")) and bind.split(":", 1)[1]):
+        raise fail("--bind must be query:NAME or header:NAME, e.g. --bind query:user")
+    try:
+        session = load_recording(recording, session_id)
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+    connections = session.replayable
+    if not connections:
+        raise fail(f"session {session.session_id} of {recording} has no connection to replay")
+    started = now_us()
+
+    async def go(stop: asyncio.Event) -> Any:
+        plan = ReplayPlan(session, match=match, scale=scale, bind_key=bind, loop=loop)
+        running = await start_replay(session, plan, host, port)
+        frames = sum(len(c.frames) for c in connections)
+        err.print(f"replaying session {session.session_id}"
+                  + (f" ({session.label})" if session.label else "")
+                  + f" of {recording}: {len(connections)} connection(s), {frames:,} frames, on "
+                  f"[bold]{running.url}[/] (timing {timing}, match {match}); Ctrl-C stops", highlight=False)
+        if not quiet:
+            from wsproxy.render import divergence_text
+            running.server.listeners.append(lambda d: err.print(divergence_text(d), soft_wrap=True))
+        try:
+            await stop.wait()
+        finally:
+            await running.stop()
+        return running.server
+
+    server = run_until_signal(go)
+    try:
+        where = save_divergences(recording, session.session_id, started, server.divergences, report)
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+    counters = server.counters
+    unbound = [cid for cid, state in server.plan.slots.items() if not state["bound"]]
+    by_kind: dict[str, int] = {}
+    for divergence in server.divergences:
+        by_kind[divergence.kind] = by_kind.get(divergence.kind, 0) + 1
+    err.print(f"replayed to {counters.clients} client(s) ({counters.refused} refused): {counters.received:,} "
+              f"messages received, {counters.sent:,} sent; "
+              + (f"{len(server.divergences)} divergence(s) ({', '.join(f'{k} {n}' for k, n in sorted(by_kind.items()))})"
+                 f" kept in {where}" if server.divergences else "no divergence")
+              + (f"; recorded connection(s) never bound: {', '.join(map(str, unbound))}" if unbound else ""),
+              highlight=False)
+    if fail_on_divergence and server.divergences:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    recording: Annotated[Path, typer.Argument(help="A DuckDB file written by `wsproxy record`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The file to write.")],
+    format: Annotated[str, typer.Option("--format", help="jsonl: the lossless fixtures format (docs/formats.md).")] = "jsonl",
+    session_id: Annotated[Optional[int], typer.Option("--session", help="Session to export (default: the newest).")] = None,
+) -> None:
+    """Export a recorded session to a file.
+
+    JSONL is one JSON object per line (session, connections, then every frame): lossless,
+    human-diffable, and replayable with `wsproxy replay`, which makes it the format for
+    test fixtures.
+
+    Examples:
+
+      wsproxy export demo.duckdb --format jsonl -o fixtures/overview.jsonl
+
+      wsproxy export today.duckdb --session 3 -o bug-1234.jsonl
+    """
+    from wsproxy.jsonl import write_jsonl
+    from wsproxy.store import StoreError, open_recording
+
+    if format != "jsonl":
+        raise fail(f"--format {format!r} is not supported: use jsonl")
+    try:
+        con = open_recording(recording)
+    except StoreError as exc:
+        raise fail(str(exc), exc.code) from None
+    try:
+        with output.open("w", encoding="utf-8") as out:
+            frames = write_jsonl(con, session_id, out)
+    except StoreError as exc:
+        output.unlink(missing_ok=True)
+        raise fail(str(exc), exc.code) from None
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror}") from None
+    finally:
+        con.close()
+    err.print(f"wrote {frames:,} frames to {output}")
+
+
+@app.command()
 def demo(
     db: Annotated[Path, typer.Option(help="Where to record the demo.")] = Path("demo.duckdb"),
     faults: Annotated[str, typer.Option(help="Make the chat server misbehave (as chat-server --faults) and watch "

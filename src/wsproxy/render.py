@@ -13,6 +13,7 @@ from wsproxy.protocol import Finding
 
 if TYPE_CHECKING:
     from wsproxy.check import CheckReport
+    from wsproxy.replay.plan import Divergence
 
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
@@ -33,6 +34,17 @@ def finding_text(finding: Finding) -> Text:
     where = f" conn {finding.conn_id}" + ("" if finding.seq is None else f" #{finding.seq}")
     text.append(where, style="dim")
     text.append("  " + safe(finding.message))
+    return text
+
+
+def divergence_text(divergence: Divergence) -> Text:
+    """One replay divergence on one line."""
+    text = Text()
+    text.append("DIVERGE ", style="magenta")
+    text.append(divergence.kind, style="bold")
+    if divergence.conn_id:
+        text.append(f" conn {divergence.conn_id}", style="dim")
+    text.append("  " + safe(divergence.message))
     return text
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgspec
 
 from wsproxy.errors import UserError
+from wsproxy.replay.model import RecordedConnection, RecordedFrame, RecordedSession
 from wsproxy.schema import SCHEMA_VERSION
 
 
@@ -113,3 +115,24 @@ def last_time(con: duckdb.DuckDBPyConnection, session_id: int) -> int | None:
         "USING (conn_id) WHERE c.session_id = s.session_id)) FROM sessions s WHERE s.session_id = ?",
         [session_id]).fetchone()
     return None if row is None else row[0]
+
+
+def load_session(con: duckdb.DuckDBPyConnection, session_id: int) -> RecordedSession:
+    """A whole session as plain values (for replay and export)."""
+    info = session_info(con, session_id)
+    connections: dict[int, RecordedConnection] = {}
+    for row in con.execute(
+            "SELECT conn_id, path, query, epoch_us(opened_at), request_headers, subprotocol, status, "
+            "epoch_us(closed_at), close_code, close_reason, closed_by FROM connections WHERE session_id = ? "
+            "ORDER BY conn_id", [info.session_id]).fetchall():
+        conn_id, path, query, opened, headers, subprotocol, status, closed, code, reason, closed_by = row
+        connections[conn_id] = RecordedConnection(conn_id, path or "/", query or "", opened,
+                                                  msgspec.json.decode(headers) if headers else {}, subprotocol,
+                                                  status, closed, code, reason, closed_by)
+    result = con.execute(
+        "SELECT f.conn_id, f.seq, epoch_us(f.ts), f.sender, f.kind, f.text, f.data, f.close_code FROM frames f "
+        "JOIN connections c USING (conn_id) WHERE c.session_id = ? ORDER BY f.conn_id, f.seq", [info.session_id])
+    while rows := result.fetchmany(10_000):
+        for conn_id, seq, ts, sender, kind, text, data, close_code in rows:
+            connections[conn_id].frames.append(RecordedFrame(conn_id, seq, ts, sender, kind, text, data, close_code))
+    return RecordedSession(info.session_id, info.label, list(connections.values()))

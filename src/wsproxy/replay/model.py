@@ -1,0 +1,49 @@
+"""Recorded traffic as plain values: what a replay (or an export) works from.
+
+Core module: standard library only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedFrame:
+    conn_id: int
+    seq: int
+    ts_us: int
+    sender: str  # "client" | "server"
+    kind: str  # "text" | "binary" | "ping" | "pong" | "close"
+    text: str | None = None  # text frames; a close frame's reason
+    data: bytes | None = None  # binary, ping and pong
+    close_code: int | None = None
+
+
+@dataclass(slots=True)
+class RecordedConnection:
+    conn_id: int
+    path: str
+    query: str
+    opened_us: int
+    request_headers: dict[str, Any] = field(default_factory=dict)
+    subprotocol: str | None = None
+    status: int | None = 101
+    closed_us: int | None = None
+    close_code: int | None = None
+    close_reason: str | None = None
+    closed_by: str | None = None
+    frames: list[RecordedFrame] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RecordedSession:
+    session_id: int
+    label: str | None
+    connections: list[RecordedConnection]
+
+    @property
+    def replayable(self) -> list[RecordedConnection]:
+        """Connections whose handshake succeeded (failed ones carried no traffic)."""
+        return [c for c in self.connections if c.status == 101]

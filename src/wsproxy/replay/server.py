@@ -1,0 +1,151 @@
+"""The aiohttp shell around the replay plan: accept clients, carry out the plan's sends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+
+from wsproxy.replay.model import RecordedSession
+from wsproxy.replay.plan import Divergence, ReplayPlan, Send, render
+
+DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class ReplayCounters:
+    clients: int = 0
+    open: int = 0
+    refused: int = 0
+    received: int = 0
+    sent: int = 0
+
+
+@dataclass
+class ReplayServer:
+    session: RecordedSession
+    plan: ReplayPlan
+    max_message_size: int = DEFAULT_MAX_MESSAGE
+    counters: ReplayCounters = field(default_factory=ReplayCounters)
+    divergences: list[Divergence] = field(default_factory=list)
+    listeners: list[Callable[[Divergence], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._outboxes: dict[int, asyncio.Queue[Send]] = {}
+        self._sockets: set[web.WebSocketResponse] = set()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self.handle)
+        app.on_shutdown.append(self._close_all)
+        return app
+
+    async def _close_all(self, app: web.Application) -> None:
+        for ws in list(self._sockets):
+            await ws.close(code=1001, message=b"wsproxy replay shutting down")
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        probe = web.WebSocketResponse()
+        if not probe.can_prepare(request).ok:
+            return web.Response(status=426, text="wsproxy replay serves WebSocket connections only\n",
+                                headers={"Upgrade": "websocket"})
+        offered = [p.strip() for h in request.headers.getall("Sec-WebSocket-Protocol", [])
+                   for p in h.split(",") if p.strip()]
+        bound = self.plan.bind(request.path, request.rel_url.raw_query_string, dict(request.headers), offered,
+                               now_us())
+        if bound.slot is None:
+            self.counters.refused += 1
+            self._diverge([Divergence(0, now_us(), "refused", f"refused {request.path_qs}: {bound.error}")])
+            return web.Response(status=503, text=f"wsproxy replay: {bound.error}\n")
+        slot = bound.slot
+        ws = web.WebSocketResponse(protocols=(bound.subprotocol,) if bound.subprotocol else (), autoping=True,
+                                   max_msg_size=self.max_message_size, heartbeat=None)
+        await ws.prepare(request)
+        self.counters.clients += 1
+        self.counters.open += 1
+        self._sockets.add(ws)
+        outbox: asyncio.Queue[Send] = asyncio.Queue()
+        self._outboxes[slot] = outbox
+        writer = asyncio.create_task(self._write(ws, outbox), name=f"replay-{slot}")
+        try:
+            self._route(self.plan.connected(slot, now_us()))
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                    self.counters.received += 1
+                    sends, divergences = self.plan.client_message(
+                        slot, "text" if msg.type is WSMsgType.TEXT else "binary", msg.data, now_us())
+                    self._diverge(divergences)
+                    self._route(sends)
+        finally:
+            self._sockets.discard(ws)
+            self.counters.open -= 1
+            del self._outboxes[slot]
+            writer.cancel()
+            self._diverge(self.plan.client_closed(slot, now_us()))
+            self._route(self.plan.release(now_us()))
+        return ws
+
+    def _route(self, sends: list[Send]) -> None:
+        for send in sends:
+            outbox = self._outboxes.get(send.slot)
+            if outbox is not None:  # a client that already left gets nothing
+                outbox.put_nowait(send)
+
+    async def _write(self, ws: web.WebSocketResponse, outbox: asyncio.Queue[Send]) -> None:
+        """Send in order, each at its time (sleeping only when --timing asks for gaps)."""
+        while True:
+            send = await outbox.get()
+            delay = (send.at_us - now_us()) / 1_000_000
+            if delay > 0:
+                await asyncio.sleep(delay)
+            kind, value = render(send, now_us())
+            try:
+                if kind == "text":
+                    await ws.send_str(value)
+                elif kind == "binary":
+                    await ws.send_bytes(value)
+                else:
+                    code, reason = value
+                    await ws.close(code=code, message=reason.encode()[:120])
+                    return
+            except (ConnectionError, RuntimeError):
+                return
+            self.counters.sent += 1
+
+    def _diverge(self, divergences: list[Divergence]) -> None:
+        for divergence in divergences:
+            self.divergences.append(divergence)
+            for listener in self.listeners:
+                listener(divergence)
+
+
+@dataclass
+class RunningReplay:
+    server: ReplayServer
+    runner: web.AppRunner
+    url: str
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_replay(session: RecordedSession, plan: ReplayPlan, host: str = "127.0.0.1", port: int = 0,
+                       max_message_size: int = DEFAULT_MAX_MESSAGE) -> RunningReplay:
+    server = ReplayServer(session, plan, max_message_size)
+    runner = web.AppRunner(server.app(), handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound_port = runner.addresses[0][1]
+    shown = f"[{host}]" if ":" in host else host
+    return RunningReplay(server, runner, f"ws://{shown}:{bound_port}")

@@ -1,0 +1,65 @@
+"""Where a replay's traffic comes from (a DuckDB recording or a JSONL export), and where its
+divergences go."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import msgspec
+
+from wsproxy.jsonl import is_jsonl, session_from_jsonl
+from wsproxy.replay.model import RecordedSession
+from wsproxy.replay.plan import Divergence
+from wsproxy.store import StoreError, load_session, open_recording
+
+DIVERGENCES_DDL = """
+CREATE TABLE IF NOT EXISTS replay_divergences (
+    replay_started_at TIMESTAMPTZ, session_id INTEGER, conn_id INTEGER, ts TIMESTAMPTZ, kind VARCHAR,
+    message VARCHAR, expected VARCHAR, got VARCHAR)
+"""
+
+
+def load_recording(path: Path, session_id: int | None = None) -> RecordedSession:
+    """The session to replay from a DuckDB recording or a JSONL export (by content, not name)."""
+    if not path.exists():
+        raise StoreError(f"{path} does not exist: give a recording (.duckdb) or a JSONL export")
+    if is_jsonl(path):
+        return session_from_jsonl(path, session_id)
+    con = open_recording(path)
+    try:
+        return load_session(con, session_id if session_id is not None else
+                            con.execute("SELECT max(session_id) FROM sessions").fetchone()[0])
+    finally:
+        con.close()
+
+
+def save_divergences(recording: Path, session_id: int, started_us: int, divergences: list[Divergence],
+                     report: Path | None) -> str:
+    """Keep the divergences: in ``report`` (JSONL) when given, else in the recording's
+    ``replay_divergences`` table (DuckDB recordings only). Returns where they went."""
+    rows = [(started_us, session_id, d.conn_id, d.ts_us, d.kind, d.message, d.expected, d.got) for d in divergences]
+    if report is not None:
+        with report.open("a", encoding="utf-8") as out:
+            for row in rows:
+                out.write(msgspec.json.encode(dict(zip(
+                    ("replay_started_us", "session_id", "conn_id", "ts_us", "kind", "message", "expected", "got"),
+                    row))).decode() + "\n")
+        return str(report)
+    if is_jsonl(recording):
+        return "nowhere (give --report FILE to keep them for a JSONL recording)"
+    try:
+        con = duckdb.connect(str(recording))
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot store divergences in {recording}: {str(exc).splitlines()[0]}; "
+                         f"use --report FILE") from None
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(DIVERGENCES_DDL)
+        if rows:
+            con.executemany("INSERT INTO replay_divergences VALUES (make_timestamptz(?), ?, ?, make_timestamptz(?),"
+                            " ?, ?, ?, ?)", rows)
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    return f"{recording} (table replay_divergences)"
