@@ -9,6 +9,8 @@ import pytest
 from wsproxy.chat.faults import Faults
 from wsproxy.chat.server import RunningServer, start_chat_server
 
+pytest_plugins = ["pytester"]  # the pytest plugin's tests run the documented example in a subprocess
+
 
 @pytest.fixture
 async def chat_server() -> AsyncIterator[RunningServer]:

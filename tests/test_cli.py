@@ -139,3 +139,73 @@ def test_check_errors_are_one_line(faulty_recording, tmp_path, args, code, messa
     result = wsproxy(*(a.format(db=faulty_recording, notdb=notdb) for a in args))
     lines = result.stderr.strip().splitlines()
     assert result.returncode == code and len(lines) == 1 and message in lines[0], result.stderr
+
+
+# --- wsproxy replay and export ---
+
+GOLDEN = __import__("pathlib").Path(__file__).parent.parent / "fixtures" / "schema-v1-demo.duckdb"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["replay", str(GOLDEN), "--timing", "fast"], "--timing 'fast': use asap, recorded or scale:F"),
+    (["replay", str(GOLDEN), "--match", "fuzzy"], "--match must be strict or loose"),
+    (["replay", str(GOLDEN), "--bind", "user"], "--bind must be query:NAME or header:NAME"),
+    (["replay", "/nonexistent.duckdb"], "does not exist"),
+    (["replay", str(GOLDEN), "--session", "7"], "no session 7 in this recording"),
+    (["export", str(GOLDEN), "-o", "/tmp/x.har", "--format", "har"], "--format 'har' is not supported"),
+])
+def test_replay_and_export_errors_are_one_line(args, message) -> None:
+    result = wsproxy(*args)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_export_writes_jsonl_that_replay_reads(tmp_path) -> None:
+    out = tmp_path / "demo.jsonl"
+    result = wsproxy("export", str(GOLDEN), "-o", str(out))
+    assert result.returncode == 0 and "wrote 47 frames" in result.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith('{"record":"wsproxy-jsonl","version":1')
+    assert sum('"record":"frame"' in line for line in lines) == 47
+
+
+async def test_replay_serves_the_demo_with_zero_divergences_and_reports_them_otherwise(tmp_path) -> None:
+    import asyncio
+    import shutil
+    import signal
+
+    from wsproxy.chat.client import ChatClient, overview_flow
+    db = tmp_path / "demo.duckdb"
+    shutil.copy(GOLDEN, db)
+
+    async def serve(*extra: str) -> tuple[asyncio.subprocess.Process, str]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "wsproxy", "replay", str(db), "--listen", f"127.0.0.1:{port}", *extra,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+        line = await asyncio.wait_for(process.stderr.readline(), 20)
+        assert b"replaying session 1 (demo)" in line, line
+        return process, f"ws://127.0.0.1:{port}"
+
+    process, url = await serve("--fail-on-divergence")
+    await overview_flow(url)
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err
+    assert b"replayed to 3 client(s) (0 refused): 14 messages received, 27 sent; no divergence" in err
+
+    process, url = await serve("--fail-on-divergence")
+    client = await ChatClient.connect(url, "User1")
+    await client.request("read", {"messageId": 99}, check=False)
+    await client.close()
+    await asyncio.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    text = err.decode()
+    assert process.returncode == 1, text
+    assert "DIVERGE mismatch conn 1  expected request subscribe {} (recorded seq 1), got request read" in text
+    assert "kept in" in text and "replay_divergences" in text
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT kind FROM replay_divergences ORDER BY ts").fetchall() == [("mismatch",), ("closed-early",)]

@@ -41,3 +41,14 @@ def test_the_complete_profile_example_loads_and_uses_every_key() -> None:
 def test_every_command_has_help_with_examples(command: str) -> None:
     result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "Examples" in result.output and f"wsproxy {command}" in result.output
+
+
+def test_the_replay_docs_show_the_example_test_exactly() -> None:
+    example = (DOCS / "examples" / "test_chat_client.py").read_text()
+    assert "```python\n" + example + "```" in (DOCS / "replay.md").read_text()
+
+
+@pytest.mark.parametrize("command", ["replay", "export"])
+def test_new_commands_have_help_with_examples(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "Examples" in result.output and f"wsproxy {command}" in result.output
