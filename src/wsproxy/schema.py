@@ -15,7 +15,7 @@ import msgspec
 
 from wsproxy.protocol import Finding, ParsedMessage
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION = "wsproxy"
 
 # What each version adds, in order: an older recording opened for writing gets the rest.
@@ -61,6 +61,30 @@ FROM requests q
 JOIN connections c USING (conn_id)
 LEFT JOIN responses r ON r.conn_id = q.conn_id AND r.msg_id = q.msg_id AND r.nth = q.nth;
 """
+
+# Views for humans (docs/sql.md): data messages with their connection, and events with their
+# stream order. Readers also create them as TEMP views, so older recordings get them too.
+VIEWS = """
+CREATE OR REPLACE {temp} VIEW messages AS
+SELECT c.session_id, f.conn_id, f.seq, f.ts, f.sender, f.kind, c.path, c.query,
+       regexp_extract(c.query, '(^|&)user=([^&]*)', 2) AS user_name,
+       f.msg_type, f.msg_id, f.payload_type, f.event_type, f.event_id,
+       coalesce(f.payload_type, f.event_type) AS type_name, f.size,
+       CASE WHEN f.kind = 'text' THEN f.text ELSE 'base64:' || to_base64(f.data) END AS text,
+       f.payload, f.parse_error
+FROM frames f JOIN connections c USING (conn_id)
+WHERE f.kind IN ('text', 'binary');
+CREATE OR REPLACE {temp} VIEW events AS
+SELECT c.session_id, f.conn_id, f.seq, f.ts, f.sender, f.event_type, f.event_id,
+       f.event_id IS NOT NULL AS has_id,
+       lag(f.event_id) OVER (PARTITION BY f.conn_id, f.event_id IS NOT NULL ORDER BY f.seq) AS previous_event_id,
+       f.event_id - lag(f.event_id) OVER (PARTITION BY f.conn_id, f.event_id IS NOT NULL ORDER BY f.seq) - 1
+           AS ids_skipped,
+       regexp_extract(c.query, '(^|&)user=([^&]*)', 2) AS user_name, f.payload
+FROM frames f JOIN connections c USING (conn_id)
+WHERE f.msg_type = 'event';
+"""
+MIGRATIONS[3] = VIEWS.format(temp="")
 
 DDL = DDL_V1 + "".join(MIGRATIONS[v] for v in sorted(MIGRATIONS))
 

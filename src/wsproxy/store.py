@@ -53,10 +53,19 @@ def open_recording(path: Path) -> duckdb.DuckDBPyConnection:
         if not version.isdigit() or int(version) > SCHEMA_VERSION:
             raise StoreError(f"{path} was written by a newer wsproxy (schema {version}, this one reads up to "
                              f"{SCHEMA_VERSION}): upgrade wsproxy")
+        _temp_views(con)
     except BaseException:
         con.close()
         raise
     return con
+
+
+def _temp_views(con: duckdb.DuckDBPyConnection) -> None:
+    """The views for humans, as TEMP views: the same for every recording, whatever its version."""
+    from wsproxy.schema import MIGRATIONS, VIEWS
+    con.execute(VIEWS.format(temp="TEMP"))
+    exchanges = MIGRATIONS[2].split("CREATE OR REPLACE VIEW exchanges", 1)[1]
+    con.execute("CREATE OR REPLACE TEMP VIEW exchanges" + exchanges)
 
 
 def session_info(con: duckdb.DuckDBPyConnection, session_id: int | None) -> SessionInfo:
