@@ -468,6 +468,48 @@ def export(
     err.print(f"wrote {frames:,} frames to {output}")
 
 
+OUTPUT_FORMATS = ("table", "csv", "json", "markdown")
+FormatOption = Annotated[str, typer.Option("--format", help="table (default), csv, json or markdown.")]
+
+
+def _output_format(fmt: str) -> str:
+    if fmt not in OUTPUT_FORMATS:
+        raise fail(f"--format must be one of {', '.join(OUTPUT_FORMATS)}")
+    return fmt
+
+
+@app.command()
+def query(
+    recording: Annotated[Path, typer.Argument(help="A DuckDB file written by `wsproxy record` (also while it records).")],
+    sql: Annotated[str, typer.Argument(help="Read-only SQL: tables sessions, connections, frames, violations; "
+                                            "views messages, exchanges, events (docs/sql.md).")],
+    format: FormatOption = "table",
+) -> None:
+    """Run read-only SQL on a recording.
+
+    Works while `wsproxy record` is writing the file: the recorder answers the query. Writes
+    (INSERT, UPDATE, COPY, ...) are refused.
+
+    Examples:
+
+      wsproxy query demo.duckdb "SELECT payload_type, count(*), max(latency_ms) FROM exchanges GROUP BY 1"
+
+      wsproxy query today.duckdb "SELECT * FROM violations" --format json | jq '.[].message'
+
+      wsproxy query today.duckdb "SELECT user_name, count(*) FROM messages GROUP BY 1" --format markdown
+    """
+    from wsproxy.query import run_query
+    from wsproxy.render import print_result
+    from wsproxy.store import StoreError
+
+    fmt = _output_format(format)
+    try:
+        result = run_query(recording, sql)
+    except StoreError as exc:
+        raise fail(str(exc), exc.code) from None
+    print_result(result, fmt, out, sys.stdout)
+
+
 @app.command()
 def demo(
     db: Annotated[Path, typer.Option(help="Where to record the demo.")] = Path("demo.duckdb"),

@@ -6,6 +6,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from aiohttp import web
@@ -102,6 +103,7 @@ class RecordSession:
         self.recorder.on_failure = self.relay.stop_relaying
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task | None = None
+        self.live_query: Any = None  # the loopback endpoint serving SQL while the file is locked
         self.on_stop: list[Callable[[], None]] = []  # called once everything is closed and written
         self._stopped = False
         self.url = ""
@@ -121,6 +123,10 @@ class RecordSession:
             self.recorder.stop()
             raise
         self.port = self._runner.addresses[0][1]
+        from wsproxy.livequery import LiveQueryServer
+        assert self.recorder.connection is not None
+        self.live_query = LiveQueryServer(Path(self.options.db), self.recorder.connection)
+        await self.live_query.start()
         if self.live_check is not None:
             self._ticker = asyncio.create_task(self._tick(self.live_check), name="checker-clock")
         scheme = "wss" if self._server_tls else "ws"
@@ -142,6 +148,8 @@ class RecordSession:
         self._stopped = True
         if self._ticker is not None:
             self._ticker.cancel()
+        if self.live_query is not None:
+            await self.live_query.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -134,6 +134,11 @@ class Recorder:
             self._con.close()
             self._con = None
 
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection | None:
+        """The writer's DuckDB connection (readers take a ``cursor()`` of it)."""
+        return self._con
+
     # --- called from the relay (event loop thread) ---
 
     def new_conn_id(self) -> int:

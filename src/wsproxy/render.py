@@ -13,6 +13,7 @@ from wsproxy.protocol import Finding
 
 if TYPE_CHECKING:
     from wsproxy.check import CheckReport
+    from wsproxy.query import QueryResult
     from wsproxy.replay.plan import Divergence
 
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -112,3 +113,40 @@ def _iso(ts_us: int | None) -> str | None:
     if ts_us is None:
         return None
     return datetime.fromtimestamp(ts_us / 1_000_000, tz=timezone.utc).isoformat(timespec="microseconds")
+
+
+def print_result(result: QueryResult, fmt: str, console: Console, out: Any) -> None:
+    """A query result as a rich table, CSV, JSON (types kept) or Markdown."""
+    if fmt == "json":
+        import msgspec
+        out.write(msgspec.json.encode(result.records()).decode() + "\n")
+    elif fmt == "csv":
+        import csv
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(result.columns)
+        for row in result.rows:
+            writer.writerow(["" if v is None else _cell(v) for v in row])
+    elif fmt == "markdown":
+        out.write("| " + " | ".join(_md(c) for c in result.columns) + " |\n")
+        out.write("|" + "|".join(" --- " for _ in result.columns) + "|\n")
+        for row in result.rows:
+            out.write("| " + " | ".join(_md("" if v is None else _cell(v)) for v in row) + " |\n")
+    else:
+        from rich.table import Table
+        table = Table(*result.columns, show_lines=False)
+        for row in result.rows:
+            table.add_row(*(Text("NULL", style="dim") if v is None else Text(safe(_cell(v))) for v in row))
+        console.print(table)
+        console.print(Text(f"{len(result.rows):,} row(s)", style="dim"))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="milliseconds")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "0x" + bytes(value).hex()
+    return str(value)
+
+
+def _md(text: str) -> str:
+    return safe(text).replace("|", "\\|")
