@@ -511,6 +511,106 @@ def query(
 
 
 @app.command()
+def sessions(
+    recording: Annotated[Path, typer.Argument(help="A DuckDB file written by `wsproxy record`.")],
+    format: FormatOption = "table",
+) -> None:
+    """List the sessions of a recording: when, how long, connections, messages, findings.
+
+    Examples:
+
+      wsproxy sessions today.duckdb
+
+      wsproxy sessions today.duckdb --format json
+    """
+    from wsproxy.render import print_result
+    from wsproxy.store import StoreError
+    from wsproxy.timeline import sessions as list_sessions
+
+    fmt = _output_format(format)
+    try:
+        print_result(list_sessions(recording), fmt, out, sys.stdout)
+    except StoreError as exc:
+        raise fail(str(exc), exc.code) from None
+
+
+@app.command()
+def connections(
+    recording: Annotated[Path, typer.Argument(help="A DuckDB file written by `wsproxy record`.")],
+    session_id: Annotated[Optional[int], typer.Option("--session", help="Session (default: the newest).")] = None,
+    format: FormatOption = "table",
+) -> None:
+    """List the connections of a session: URL, duration, messages each way, close, findings.
+
+    Examples:
+
+      wsproxy connections today.duckdb
+
+      wsproxy connections today.duckdb --session 2 --format csv
+    """
+    from wsproxy.render import print_result
+    from wsproxy.store import StoreError
+    from wsproxy.timeline import connections as list_connections
+    from wsproxy.timeline import newest_session
+
+    fmt = _output_format(format)
+    try:
+        chosen = session_id if session_id is not None else newest_session(recording)
+        print_result(list_connections(recording, chosen), fmt, out, sys.stdout)
+    except StoreError as exc:
+        raise fail(str(exc), exc.code) from None
+
+
+@app.command()
+def show(
+    recording: Annotated[Path, typer.Argument(help="A DuckDB file written by `wsproxy record` (also while it records).")],
+    conn: Annotated[Optional[int], typer.Argument(help="Only this connection.")] = None,
+    session_id: Annotated[Optional[int], typer.Option("--session", help="Session (default: the newest).")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep showing new frames as they are recorded.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many frames (without --follow).")] = 10_000,
+) -> None:
+    """Show a session as a coloured timeline: time, direction, type, ids, payload, latency, findings.
+
+    Examples:
+
+      wsproxy show demo.duckdb
+
+      wsproxy show today.duckdb 3           (connection 3 only)
+
+      wsproxy show today.duckdb --follow    (while `wsproxy record` writes it; Ctrl-C stops)
+    """
+    import time as clock
+
+    from wsproxy.render import timeline_text
+    from wsproxy.store import StoreError
+    from wsproxy.timeline import newest_session, timeline
+
+    try:
+        chosen = session_id if session_id is not None else newest_session(recording)
+        rows = timeline(recording, chosen, conn, limit=limit)
+        for row in rows:
+            out.print(timeline_text(row, out.width), soft_wrap=True)
+        if not follow:
+            if not rows:
+                err.print(f"session {chosen} has no frames" + (f" on connection {conn}" if conn else ""))
+            return
+        seen = {(r.conn_id, r.seq) for r in rows}
+        since = rows[-1].ts if rows else None
+        while True:
+            clock.sleep(0.5)
+            fresh = [r for r in timeline(recording, chosen, conn, since=since) if (r.conn_id, r.seq) not in seen]
+            for row in fresh:
+                out.print(timeline_text(row, out.width), soft_wrap=True)
+                seen.add((row.conn_id, row.seq))
+            if fresh:
+                since = fresh[-1].ts
+    except StoreError as exc:
+        raise fail(str(exc), exc.code) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+@app.command()
 def demo(
     db: Annotated[Path, typer.Option(help="Where to record the demo.")] = Path("demo.duckdb"),
     faults: Annotated[str, typer.Option(help="Make the chat server misbehave (as chat-server --faults) and watch "

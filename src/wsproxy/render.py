@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from wsproxy.check import CheckReport
     from wsproxy.query import QueryResult
     from wsproxy.replay.plan import Divergence
+    from wsproxy.timeline import TimelineRow
 
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
@@ -150,3 +151,46 @@ def _cell(value: Any) -> str:
 
 def _md(text: str) -> str:
     return safe(text).replace("|", "\\|")
+
+
+def timeline_text(row: TimelineRow, width: int = 100) -> Text:
+    """One frame of `wsproxy show`: time, connection, direction, type, ids, short payload, latency,
+    and its findings on the lines below."""
+    text = Text()
+    text.append(row.ts.strftime("%H:%M:%S.%f")[:-3] if hasattr(row.ts, "strftime") else str(row.ts)[11:23],
+                style="dim")
+    who = row.user_name or f"conn {row.conn_id}"
+    text.append(f"  #{row.conn_id:<3} {safe(who)[:12]:<12} ")
+    client = row.sender == "client"
+    text.append("→ " if client else "← ", style="cyan" if client else "green")
+    if row.kind == "close":
+        text.append(f"close {row.close_code or ''} {safe(row.text or '')}", style="magenta")
+    elif row.kind in ("ping", "pong"):
+        text.append(row.kind, style="dim")
+    elif row.kind == "binary":
+        text.append(f"binary {row.size:,} bytes", style="yellow")
+    else:
+        kind = row.msg_type or "invalid"
+        text.append(f"{kind:<8} ", style="bold" if row.msg_type else "bold red")
+        text.append(f"{row.type_name or '':<10} ", style="bold")
+        if row.msg_id is not None:
+            text.append(f"id={safe(row.msg_id)} ", style="blue")
+        if row.event_id is not None:
+            text.append(f"#{row.event_id} ", style="blue")
+        body = _short_body(row.text or "")
+        room = max(20, width - len(text.plain) - 12)
+        text.append(safe(body if len(body) <= room else body[:room - 1] + "…"), style="dim")
+    if row.latency_ms is not None:
+        text.append(f"  {row.latency_ms:.2f} ms", style="yellow" if row.latency_ms > 1000 else "")
+    for finding in (row.findings or "").splitlines():
+        severity, _, rest = finding.partition(" ")
+        text.append("\n" + " " * 14 + "⚠ ", style=SEVERITY_STYLES.get(severity, ""))
+        text.append(f"{severity.upper()} ", style=SEVERITY_STYLES.get(severity, ""))
+        text.append(safe(rest))
+    return text
+
+
+def _short_body(text: str) -> str:
+    """The payload part of an envelope, or the whole text when it is not one."""
+    marker = text.find('"payload":')
+    return text[marker + 10:-1] if marker != -1 and text.endswith("}") else text

@@ -63,6 +63,10 @@ def open_recording(path: Path) -> duckdb.DuckDBPyConnection:
 def _temp_views(con: duckdb.DuckDBPyConnection) -> None:
     """The views for humans, as TEMP views: the same for every recording, whatever its version."""
     from wsproxy.schema import MIGRATIONS, VIEWS
+    tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if "violations" not in tables:  # a schema-1 recording: no findings were stored
+        ddl = MIGRATIONS[2].split("CREATE TABLE IF NOT EXISTS violations", 1)[1].split(";", 1)[0]
+        con.execute("CREATE TEMP TABLE violations" + ddl)
     con.execute(VIEWS.format(temp="TEMP"))
     exchanges = MIGRATIONS[2].split("CREATE OR REPLACE VIEW exchanges", 1)[1]
     con.execute("CREATE OR REPLACE TEMP VIEW exchanges" + exchanges)
