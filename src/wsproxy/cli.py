@@ -611,6 +611,67 @@ def show(
 
 
 @app.command()
+def diagram(
+    recording: Annotated[Path, typer.Argument(help="A DuckDB file written by `wsproxy record`.")],
+    session_id: Annotated[Optional[int], typer.Option("--session", help="Session (default: the newest).")] = None,
+    conns: Annotated[Optional[str], typer.Option("--connections", help="Only these connections, e.g. 1,3.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many messages.")] = 200,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write to FILE: .mmd/.md (text), .html "
+                                                                           "(a page that renders it), .svg/.png "
+                                                                           "(needs the Mermaid CLI, mmdc).")] = None,
+) -> None:
+    """Draw a session as a Mermaid sequence diagram (requests ->>, responses -->>, events --), findings as notes).
+
+    Prints the Mermaid text, which GitHub, GitLab and many editors render; -o writes a file.
+
+    Examples:
+
+      wsproxy diagram demo.duckdb
+
+      wsproxy diagram demo.duckdb -o demo.html          (open it in a browser)
+
+      wsproxy diagram today.duckdb --connections 1,3 --limit 50 -o flow.svg
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    from wsproxy.diagram import html_page, mermaid, select
+    from wsproxy.store import StoreError
+    from wsproxy.timeline import newest_session, timeline
+
+    try:
+        wanted = {int(part) for part in conns.split(",")} if conns else None
+    except ValueError:
+        raise fail("--connections must be connection ids separated by commas, e.g. 1,3") from None
+    try:
+        chosen = session_id if session_id is not None else newest_session(recording)
+        text = mermaid(select(timeline(recording, chosen), wanted), limit)
+    except StoreError as exc:
+        raise fail(str(exc), exc.code) from None
+    if output is None:
+        sys.stdout.write(text)
+        return
+    suffix = output.suffix.lower()
+    if suffix in (".svg", ".png", ".pdf"):
+        mmdc = shutil.which("mmdc")
+        if mmdc is None:
+            raise fail(f"rendering {suffix} needs the Mermaid CLI: npm install -g @mermaid-js/mermaid-cli "
+                       f"(or write -o {output.with_suffix('.html')} and open it in a browser)")
+        with tempfile.TemporaryDirectory() as tmp:
+            source = Path(tmp) / "diagram.mmd"
+            source.write_text(text)
+            done = subprocess.run([mmdc, "-i", str(source), "-o", str(output)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise fail(f"mmdc could not render {output}: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    elif suffix in (".html", ".htm"):
+        output.write_text(html_page(text, f"{recording.name} session {chosen}"))
+    else:
+        output.write_text(text)
+    err.print(f"wrote {output}")
+
+
+@app.command()
 def demo(
     db: Annotated[Path, typer.Option(help="Where to record the demo.")] = Path("demo.duckdb"),
     faults: Annotated[str, typer.Option(help="Make the chat server misbehave (as chat-server --faults) and watch "
