@@ -152,7 +152,7 @@ GOLDEN = __import__("pathlib").Path(__file__).parent.parent / "fixtures" / "sche
     (["replay", str(GOLDEN), "--bind", "user"], "--bind must be query:NAME or header:NAME"),
     (["replay", "/nonexistent.duckdb"], "does not exist"),
     (["replay", str(GOLDEN), "--session", "7"], "no session 7 in this recording"),
-    (["export", str(GOLDEN), "-o", "/tmp/x.har", "--format", "har"], "--format 'har' is not supported"),
+    (["export", str(GOLDEN), "-o", "/tmp/x.xml", "--format", "xml"], "--format 'xml' is not supported"),
 ])
 def test_replay_and_export_errors_are_one_line(args, message) -> None:
     result = wsproxy(*args)

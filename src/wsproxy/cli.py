@@ -430,42 +430,68 @@ def replay(
 @app.command()
 def export(
     recording: Annotated[Path, typer.Argument(help="A DuckDB file written by `wsproxy record`.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The file to write.")],
-    format: Annotated[str, typer.Option("--format", help="jsonl: the lossless fixtures format (docs/formats.md).")] = "jsonl",
+    output: Annotated[Path, typer.Option("-o", "--output", help="The file (or, for parquet, folder) to write.")],
+    format: Annotated[str, typer.Option("--format", help="jsonl (lossless fixtures format), har (Chrome DevTools "
+                                                         "dialect) or parquet (a folder, one file per table).")] = "jsonl",
     session_id: Annotated[Optional[int], typer.Option("--session", help="Session to export (default: the newest).")] = None,
 ) -> None:
-    """Export a recorded session to a file.
+    """Export a recorded session: JSONL for fixtures, HAR for browsers and other tools, Parquet for data tools.
 
-    JSONL is one JSON object per line (session, connections, then every frame): lossless,
-    human-diffable, and replayable with `wsproxy replay`, which makes it the format for
-    test fixtures.
+    JSONL is lossless and replayable with `wsproxy replay`; HAR opens in Chrome DevTools, HTTP
+    Toolkit and Proxyman (data messages only: HAR cannot carry closes or pings); Parquet writes
+    sessions, connections, frames and violations as files in the folder -o names.
 
     Examples:
 
       wsproxy export demo.duckdb --format jsonl -o fixtures/overview.jsonl
 
-      wsproxy export today.duckdb --session 3 -o bug-1234.jsonl
-    """
-    from wsproxy.jsonl import write_jsonl
-    from wsproxy.store import StoreError, open_recording
+      wsproxy export today.duckdb --session 3 --format har -o bug-1234.har
 
-    if format != "jsonl":
-        raise fail(f"--format {format!r} is not supported: use jsonl")
+      wsproxy export today.duckdb --format parquet -o today-parquet/
+    """
+    from wsproxy.exporter import export_session
+    from wsproxy.store import StoreError
+
+    if format not in ("jsonl", "har", "parquet"):
+        raise fail(f"--format {format!r} is not supported: use jsonl, har or parquet")
     try:
-        con = open_recording(recording)
+        summary = export_session(recording, output, format, session_id)
     except StoreError as exc:
-        raise fail(str(exc), exc.code) from None
-    try:
-        with output.open("w", encoding="utf-8") as out:
-            frames = write_jsonl(con, session_id, out)
-    except StoreError as exc:
-        output.unlink(missing_ok=True)
         raise fail(str(exc), exc.code) from None
     except OSError as exc:
         raise fail(f"cannot write {output}: {exc.strerror}") from None
-    finally:
-        con.close()
-    err.print(f"wrote {frames:,} frames to {output}")
+    err.print(summary)
+
+
+@app.command("import")
+def import_(
+    source: Annotated[Path, typer.Argument(help="A HAR file (Chrome, Firefox, mitmproxy, Playwright, ...) or a "
+                                                "wsproxy JSONL export.")],
+    db: Annotated[Path, typer.Option(help="The recording to add it to, as a new session (created if missing).")],
+    label: Annotated[Optional[str], typer.Option(help="A name for the new session (default: the file name).")] = None,
+) -> None:
+    """Import a capture as a new session, parsed like recorded traffic.
+
+    Afterwards check, replay, query, show and diagram work on it as on a recording.
+    Malformed HAR rows are skipped and counted, never fatal.
+
+    Examples:
+
+      wsproxy import chrome-export.har --db captures.duckdb
+
+      wsproxy import fixtures/overview.jsonl --db restored.duckdb && wsproxy check restored.duckdb
+    """
+    from wsproxy.importer import import_file
+    from wsproxy.store import StoreError
+
+    try:
+        result = import_file(source, db, label)
+    except StoreError as exc:
+        raise fail(str(exc), exc.code) from None
+    err.print(f"imported {result.connections} connection(s), {result.frames:,} frames from {source} into {db} as "
+              f"session {result.session_id}")
+    for reason, count in sorted(result.skipped.items()):
+        err.print(f"[yellow]skipped {count} × {reason}[/]")
 
 
 OUTPUT_FORMATS = ("table", "csv", "json", "markdown")

@@ -107,7 +107,8 @@ def session_from_jsonl(path: Path, session_id: int | None = None) -> RecordedSes
                     record["conn_id"], record.get("path") or "/", record.get("query") or "",
                     _us(record["opened_at"]), record.get("request_headers") or {}, record.get("subprotocol"),
                     record.get("status"), _us(record.get("closed_at")), record.get("close_code"),
-                    record.get("close_reason"), record.get("closed_by"))
+                    record.get("close_reason"), record.get("closed_by"),
+                    response_headers=record.get("response_headers") or {})
             elif kind == "frame":
                 data = record.get("data_b64")
                 connections[record["conn_id"]].frames.append(RecordedFrame(
@@ -128,7 +129,7 @@ def session_from_jsonl(path: Path, session_id: int | None = None) -> RecordedSes
 def is_jsonl(path: Path) -> bool:
     try:
         with path.open("rb") as handle:
-            return handle.read(64).lstrip().startswith(b"{")
+            return handle.read(64).lstrip().startswith(b'{"record"')
     except OSError:
         return False
 

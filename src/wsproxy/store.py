@@ -136,12 +136,13 @@ def load_session(con: duckdb.DuckDBPyConnection, session_id: int) -> RecordedSes
     connections: dict[int, RecordedConnection] = {}
     for row in con.execute(
             "SELECT conn_id, path, query, epoch_us(opened_at), request_headers, subprotocol, status, "
-            "epoch_us(closed_at), close_code, close_reason, closed_by FROM connections WHERE session_id = ? "
-            "ORDER BY conn_id", [info.session_id]).fetchall():
-        conn_id, path, query, opened, headers, subprotocol, status, closed, code, reason, closed_by = row
+            "epoch_us(closed_at), close_code, close_reason, closed_by, response_headers FROM connections "
+            "WHERE session_id = ? ORDER BY conn_id", [info.session_id]).fetchall():
+        conn_id, path, query, opened, headers, subprotocol, status, closed, code, reason, closed_by, response = row
         connections[conn_id] = RecordedConnection(conn_id, path or "/", query or "", opened,
                                                   msgspec.json.decode(headers) if headers else {}, subprotocol,
-                                                  status, closed, code, reason, closed_by)
+                                                  status, closed, code, reason, closed_by,
+                                                  response_headers=msgspec.json.decode(response) if response else {})
     result = con.execute(
         "SELECT f.conn_id, f.seq, epoch_us(f.ts), f.sender, f.kind, f.text, f.data, f.close_code FROM frames f "
         "JOIN connections c USING (conn_id) WHERE c.session_id = ? ORDER BY f.conn_id, f.seq", [info.session_id])

@@ -35,6 +35,7 @@ class RecordedConnection:
     close_reason: str | None = None
     closed_by: str | None = None
     frames: list[RecordedFrame] = field(default_factory=list)
+    response_headers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

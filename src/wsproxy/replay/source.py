@@ -26,12 +26,23 @@ def load_recording(path: Path, session_id: int | None = None) -> RecordedSession
         raise StoreError(f"{path} does not exist: give a recording (.duckdb) or a JSONL export")
     if is_jsonl(path):
         return session_from_jsonl(path, session_id)
+    if _is_json(path):  # a HAR capture (Chrome DevTools, mitmproxy, ...)
+        from wsproxy.har import from_har
+        try:
+            return from_har(msgspec.json.decode(path.read_bytes()), path.stem).session
+        except (msgspec.DecodeError, ValueError) as exc:
+            raise StoreError(f"{path} is neither a recording, a JSONL export nor a HAR file: {exc}") from None
     con = open_recording(path)
     try:
         return load_session(con, session_id if session_id is not None else
                             con.execute("SELECT max(session_id) FROM sessions").fetchone()[0])
     finally:
         con.close()
+
+
+def _is_json(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(64).lstrip().startswith(b"{")
 
 
 def save_divergences(recording: Path, session_id: int, started_us: int, divergences: list[Divergence],
@@ -46,8 +57,8 @@ def save_divergences(recording: Path, session_id: int, started_us: int, divergen
                     ("replay_started_us", "session_id", "conn_id", "ts_us", "kind", "message", "expected", "got"),
                     row))).decode() + "\n")
         return str(report)
-    if is_jsonl(recording):
-        return "nowhere (give --report FILE to keep them for a JSONL recording)"
+    if is_jsonl(recording) or _is_json(recording):
+        return "nowhere (give --report FILE to keep them for a JSONL or HAR recording)"
     try:
         con = duckdb.connect(str(recording))
     except duckdb.Error as exc:
