@@ -64,6 +64,16 @@ def test_demo_records_the_overview_flow_and_prints_a_summary(tmp_path) -> None:
         assert con.execute("SELECT count(*) FROM connections").fetchone()[0] == 3
         kinds = dict(con.execute("SELECT msg_type, count(*) FROM frames WHERE kind='text' GROUP BY 1").fetchall())
     assert kinds == {"request": 13, "response": 13, "event": 15}
+    assert "Protocol check: 0 errors  0 warnings  0 info" in result.stdout
+    assert f"Sequence diagram: {tmp_path / 'demo.html'}" in result.stdout.replace("\n", "")
+    assert "sequenceDiagram" in (tmp_path / "demo.html").read_text()
+
+
+def test_demo_with_faults_shows_live_findings(tmp_path) -> None:
+    result = wsproxy("demo", "--db", str(tmp_path / "demo.duckdb"), "--faults", "duplicate-response,binary", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "ERROR   duplicate-response conn 1 #" in result.stdout and "INFO    binary-message" in result.stdout
+    assert "Protocol check: 1 error  0 warnings  1 info" in result.stdout
 
 
 # --- wsproxy check ---

@@ -52,3 +52,36 @@ def test_the_replay_docs_show_the_example_test_exactly() -> None:
 def test_new_commands_have_help_with_examples(command: str) -> None:
     result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "Examples" in result.output and f"wsproxy {command}" in result.output
+
+
+def cookbook() -> list[str]:
+    text = (DOCS / "sql.md").read_text().split("## Cookbook", 1)[1]
+    return re.findall(r"```sql\n(.*?)```", text, re.S)
+
+
+def test_the_cookbook_has_at_least_ten_queries() -> None:
+    assert len(cookbook()) >= 10
+
+
+@pytest.mark.parametrize("index", range(13))
+def test_every_cookbook_query_runs_on_a_real_recording(index: int) -> None:
+    from wsproxy.query import run_query
+    queries = cookbook()
+    if index >= len(queries):
+        pytest.skip("fewer queries")
+    recording = Path(__file__).parent.parent / "fixtures" / "schema-v2-demo-faults.duckdb"
+    result = run_query(recording, queries[index])
+    assert result.columns
+    expectations = {5: 1, 7: 3}  # the fixture has one event-id gap and three kinds of findings
+    if index in expectations:
+        assert len(result.rows) == expectations[index]
+
+
+def test_sql_docs_list_every_column_of_every_table_and_view() -> None:
+    from wsproxy.query import run_query
+    text = (DOCS / "sql.md").read_text()
+    recording = Path(__file__).parent.parent / "fixtures" / "schema-v2-demo-faults.duckdb"
+    for name in ("sessions", "connections", "frames", "violations", "messages", "exchanges", "events"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
+        for column in run_query(recording, f"SELECT * FROM {name} LIMIT 0").columns:
+            assert column in row, (name, column)

@@ -46,6 +46,15 @@ async def run_demo(db: Path, console: Console, faults: Faults | None = None) -> 
     print_summary(db, session.recorder.session_id, console)
 
 
+def write_diagram(db: Path, session_id: int) -> Path:
+    """The session as a page that renders its sequence diagram, next to the recording."""
+    from wsproxy.diagram import html_page, mermaid
+    from wsproxy.timeline import timeline
+    path = db.with_suffix(".html")
+    path.write_text(html_page(mermaid(timeline(db, session_id)), f"{db.name} session {session_id}"))
+    return path
+
+
 def print_summary(db: Path, session_id: int, console: Console) -> None:
     with duckdb.connect(str(db), read_only=True) as con:
         conns, frames, by_type = con.execute(
@@ -69,8 +78,13 @@ def print_summary(db: Path, session_id: int, console: Console) -> None:
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     console.print(table)
+    diagram = write_diagram(db, session_id)
+    console.print(f"Sequence diagram: [bold]{diagram}[/] (open it in a browser; "
+                  f"`wsproxy diagram {db}` prints the Mermaid text)")
     console.print("Go on:\n"
                   f"  wsproxy check {db}                       the findings, grouped by connection and rule\n"
+                  f"  wsproxy show {db}                        the timeline, with latency and findings\n"
+                  f"  wsproxy replay {db}                      serve it back to your client as a mock server\n"
                   f"  duckdb {db} \"SELECT * FROM exchanges\"   requests paired with responses, with latency\n"
                   f"  duckdb {db} \"SELECT * FROM frames LIMIT 20\"   (or any DuckDB client)\n"
                   "  wsproxy demo --faults duplicate-response,skip-event-id,binary   watch the checker catch a misbehaving server\n"

@@ -75,14 +75,24 @@ SELECT c.session_id, f.conn_id, f.seq, f.ts, f.sender, f.kind, c.path, c.query,
 FROM frames f JOIN connections c USING (conn_id)
 WHERE f.kind IN ('text', 'binary');
 CREATE OR REPLACE {temp} VIEW events AS
-SELECT c.session_id, f.conn_id, f.seq, f.ts, f.sender, f.event_type, f.event_id,
-       f.event_id IS NOT NULL AS has_id,
-       lag(f.event_id) OVER (PARTITION BY f.conn_id, f.event_id IS NOT NULL ORDER BY f.seq) AS previous_event_id,
-       f.event_id - lag(f.event_id) OVER (PARTITION BY f.conn_id, f.event_id IS NOT NULL ORDER BY f.seq) - 1
-           AS ids_skipped,
-       regexp_extract(c.query, '(^|&)user=([^&]*)', 2) AS user_name, f.payload
-FROM frames f JOIN connections c USING (conn_id)
-WHERE f.msg_type = 'event';
+WITH ev AS (
+    SELECT f.*, lag(f.event_id) OVER w AS lag_id, lag(f.seq) OVER w AS lag_seq,
+           (SELECT max(s.seq) FROM frames s WHERE s.conn_id = f.conn_id AND s.seq < f.seq
+             AND s.msg_type = 'request' AND s.payload_type = 'subscribe' AND s.sender = 'client') AS subscribe_seq
+    FROM frames f WHERE f.msg_type = 'event'
+    WINDOW w AS (PARTITION BY f.conn_id, f.event_id IS NOT NULL ORDER BY f.seq)),
+baseline AS (
+    -- the previous id: the previous event with an id, or the lastEventId of a subscribe in between
+    SELECT ev.*, CASE WHEN ev.subscribe_seq > coalesce(ev.lag_seq, -1)
+                      THEN (SELECT TRY_CAST(s.payload->>'$.lastEventId' AS BIGINT) FROM frames s
+                            WHERE s.conn_id = ev.conn_id AND s.seq = ev.subscribe_seq)
+                      ELSE ev.lag_id END AS previous_id
+    FROM ev)
+SELECT c.session_id, b.conn_id, b.seq, b.ts, b.sender, b.event_type, b.event_id, b.event_id IS NOT NULL AS has_id,
+       CASE WHEN b.event_id IS NOT NULL THEN b.previous_id END AS previous_event_id,
+       CASE WHEN b.event_id IS NOT NULL THEN b.event_id - b.previous_id - 1 END AS ids_skipped,
+       regexp_extract(c.query, '(^|&)user=([^&]*)', 2) AS user_name, b.payload
+FROM baseline b JOIN connections c USING (conn_id);
 """
 MIGRATIONS[3] = VIEWS.format(temp="")
 
