@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+from aiohttp.http_websocket import WebSocketError
 from yarl import URL
 
 from wsproxy.protocol import MessageDecoder, ParsedMessage
@@ -28,6 +29,12 @@ _HOP_HEADERS = frozenset({
     "keep-alive", "te", "trailer", "proxy-connection"})
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
 CLOSE_TIMEOUT = 5.0
+FORBIDDEN_CLOSE_CODES = frozenset({1005, 1006, 1015})  # "MUST NOT be set as a status code in a Close frame"
+
+
+def aiohttp_limit(max_message_size: int) -> int:
+    """aiohttp refuses a message of exactly ``max_msg_size`` bytes; ours is the largest one allowed."""
+    return max_message_size + 1 if max_message_size else 0
 
 
 @dataclass
@@ -133,7 +140,7 @@ class Relay:
         try:
             upstream = await self._session.ws_connect(
                 url, protocols=offered, headers=forward, autoclose=False, autoping=False,
-                max_msg_size=config.max_message_size, compress=15 if wants_deflate else 0, heartbeat=None,
+                max_msg_size=aiohttp_limit(config.max_message_size), compress=15 if wants_deflate else 0, heartbeat=None,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
                 proxy=None)
         except aiohttp.WSServerHandshakeError as exc:
@@ -155,7 +162,7 @@ class Relay:
 
         chosen = upstream.protocol
         client = web.WebSocketResponse(protocols=(chosen,) if chosen else (), autoclose=False, autoping=False,
-                                       max_msg_size=config.max_message_size, compress=True, heartbeat=None,
+                                       max_msg_size=aiohttp_limit(config.max_message_size), compress=True, heartbeat=None,
                                        timeout=CLOSE_TIMEOUT)
         try:
             await client.prepare(request)
@@ -165,6 +172,7 @@ class Relay:
             recorder.connection_closed(conn_id, None, None, "client", None)
             return client
         upstream_headers = list(upstream._response.headers.items())  # noqa: SLF001 - the 101 response
+        client._reader = _ErrorsAsMessages(client._reader)  # noqa: SLF001 - see the class
         _coalesce_writes(client)
         _coalesce_writes(upstream)
         recorder.connection_opened(open_row(101, chosen, upstream_headers))
@@ -242,10 +250,19 @@ class Relay:
                 code, reason = msg.data, msg.extra or ""
                 recorder.frame(frame_row(conn.conn_id, conn.next_seq(), now_us(), sender, "close", reason,
                                          None, code))
+                if code in FORBIDDEN_CLOSE_CODES:  # aiohttp lets 1006 through; RFC 6455 7.4.1 forbids sending it
+                    problem = WebSocketError(WSCloseCode.PROTOCOL_ERROR,
+                                             f"close code {code} must not be sent in a close frame")
+                    await self._abnormal_end(conn, source, dest, sender, WSMessage(WSMsgType.ERROR, problem, None))
+                    if sender == "server":  # aiohttp did not answer it: we do, with 1002
+                        await _finish_close(source, WSCloseCode.PROTOCOL_ERROR, "")
+                    return
                 if conn.closed_by is None:  # this side starts the closing handshake
                     conn.closed_by, conn.close_code, conn.close_reason = sender, code, reason
                     await _send_close_frame(dest, code, reason)
                     return  # the other pump relays the reply, then both transports close
+                if conn.failed:  # dest broke the protocol: it gets the error code, whatever the reply said
+                    code, reason = conn.close_code, conn.close_reason or ""
                 await _finish_close(dest, code, reason)  # the reply: completes dest's handshake too
                 await _drop(source)
                 return
@@ -262,6 +279,14 @@ class Relay:
             code = getattr(exc, "code", None) or WSCloseCode.PROTOCOL_ERROR
             reason = f"{sender} broke the protocol: {exc}"[:120]
             conn.error = f"{sender} sent an invalid frame ({code}): {exc}"
+            if sender == "client":
+                # The client leg hands us its protocol error without closing (_ErrorsAsMessages): the
+                # server's replies to the valid frames before it still reach the client, then the
+                # server's answer to our close ends both legs in order, as a server would.
+                conn.closed_by, conn.close_code, conn.close_reason = sender, int(code), reason
+                conn.failed = True
+                await _send_close_frame(dest, int(code), reason)
+                return
         elif conn.closed_by is None and msg.type is WSMsgType.CLOSED:
             code = WSCloseCode.INTERNAL_ERROR if sender == "server" else WSCloseCode.GOING_AWAY
             reason = f"{'upstream' if sender == 'server' else 'client'} went away without a close frame"
@@ -284,6 +309,7 @@ class _Conn:
     close_code: int | None = None
     close_reason: str | None = None
     error: str | None = None
+    failed: bool = False  # the closing side broke the protocol (close_code is the proxy's verdict)
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -296,6 +322,32 @@ def upstream_url(base: URL, rel: URL) -> URL:
     return URL.build(scheme=base.scheme, user=base.raw_user, password=base.raw_password, host=base.raw_host,
                      port=base.explicit_port, path=base.raw_path.rstrip("/") + rel.raw_path,
                      query_string=rel.raw_query_string, encoded=True)
+
+
+class _ErrorsAsMessages:
+    """The client leg's frame queue, returning a protocol error as an ERROR message instead of
+    raising it. aiohttp's receive() answers a raised error with its own close frame at once, so the
+    server's replies to the client's valid frames before the bad one would be lost (Autobahn 3.*,
+    4.*, 5.15: NON-STRICT); returned as a message, the relay closes in order instead. After the
+    error every read raises it, so aiohttp's own close() still ends the connection."""
+
+    __slots__ = ("_queue", "_failed")
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+        self._failed: WebSocketError | None = None
+
+    async def read(self) -> Any:
+        if self._failed is not None:
+            raise self._failed
+        try:
+            return await self._queue.read()
+        except WebSocketError as exc:
+            self._failed = exc
+            return WSMessage(WSMsgType.ERROR, exc, None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
 
 
 class _CoalescingTransport:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from aiohttp import WSMsgType, web
 
 from wsproxy.replay.model import RecordedSession
+from wsproxy.relay import aiohttp_limit
 from wsproxy.replay.plan import Divergence, ReplayPlan, Send, render
 
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
@@ -66,7 +67,7 @@ class ReplayServer:
             return web.Response(status=503, text=f"wsproxy replay: {bound.error}\n")
         slot = bound.slot
         ws = web.WebSocketResponse(protocols=(bound.subprotocol,) if bound.subprotocol else (), autoping=True,
-                                   max_msg_size=self.max_message_size, heartbeat=None)
+                                   max_msg_size=aiohttp_limit(self.max_message_size), heartbeat=None)
         await ws.prepare(request)
         self.counters.clients += 1
         self.counters.open += 1
