@@ -67,6 +67,7 @@ def main() -> int:
     parser.add_argument("--outdir", type=Path, default=None, help="where the reports go (default: a temp dir)")
     args = parser.parse_args()
     outdir = args.outdir or Path(tempfile.mkdtemp(prefix="wsproxy-autobahn-"))
+    outdir.mkdir(parents=True, exist_ok=True)
     echo_port, proxy_port = free_port(), free_port()
     echo = subprocess.Popen([sys.executable, str(ECHO), str(echo_port)])
     proxy = subprocess.Popen([sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{proxy_port}",
@@ -76,6 +77,8 @@ def main() -> int:
                              stderr=subprocess.PIPE, text=True)
     try:
         wait_for_port(echo_port)
+        if proxy.poll() is not None:
+            raise SystemExit(f"wsproxy record did not start: {proxy.stderr.read().strip()}")
         wait_for_port(proxy_port)
         started = time.perf_counter()
         direct = run_cases(echo_port, outdir / "direct", args.full)

@@ -47,6 +47,9 @@ from aiohttp import WSMsgType, web  # noqa: E402
 from wsproxy.record import RecordOptions, RecordSession  # noqa: E402
 
 
+FLOOD_SENT = [0]  # messages /flood managed to send (the test resets it)
+
+
 def upstream_app() -> web.Application:
     """Echo and misbehaviour on demand, by path:
 
@@ -57,6 +60,7 @@ def upstream_app() -> web.Application:
     /bad-utf8       sends a text frame that is not UTF-8
     /forbidden      refuses the handshake with 403
     /burst          at once sends ?n= numbered text messages, then closes with 4000
+    /flood          sends ?size= byte messages as fast as the socket takes them; counts them in FLOOD_SENT
     """
     async def handle(request: web.Request) -> web.StreamResponse:
         path = "/" + request.path.rsplit("/", 1)[-1]  # the last segment decides, whatever the prefix
@@ -67,6 +71,15 @@ def upstream_app() -> web.Application:
         if path == "/headers":
             await ws.send_str(msgspec.json.encode({"headers": dict(request.headers), "query": request.rel_url.raw_query_string, "path": request.path,
                                                    "protocol": ws.ws_protocol}).decode())
+        if path == "/flood":
+            chunk = "x" * int(request.query.get("size", "65536"))
+            try:
+                while not ws.closed:
+                    await ws.send_str(chunk)  # waits while the proxy does not read (TCP back pressure)
+                    FLOOD_SENT[0] += 1
+            except (ConnectionError, RuntimeError):
+                pass
+            return ws
         if path == "/burst":
             for i in range(int(request.query.get("n", "100"))):
                 await ws.send_str(str(i))

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from wsproxy.timeline import TimelineRow
 
 SERVER = "S"
-_SPECIAL = re.compile(r"[#;:]")
+_SPECIAL = re.compile(r"[#;:\x00-\x1f\x7f-\x9f\u2028\u2029]")  # Mermaid syntax and terminal controls
 
 
 def mermaid(rows: Sequence[TimelineRow], limit: int | None = None) -> str:

@@ -125,8 +125,10 @@ def print_result(result: QueryResult, fmt: str, console: Console, out: Any) -> N
         import csv
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(result.columns)
+        # data stays exact for pipes and files; on a terminal, captured control characters are escaped
+        cell = (lambda v: safe(_cell(v))) if getattr(out, "isatty", lambda: False)() else _cell
         for row in result.rows:
-            writer.writerow(["" if v is None else _cell(v) for v in row])
+            writer.writerow(["" if v is None else cell(v) for v in row])
     elif fmt == "markdown":
         out.write("| " + " | ".join(_md(c) for c in result.columns) + " |\n")
         out.write("|" + "|".join(" --- " for _ in result.columns) + "|\n")

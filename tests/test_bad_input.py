@@ -1,0 +1,126 @@
+"""Bad input everywhere: one clear line on stderr, a non-zero exit, never a traceback; and the pure
+core (decoding, checking, replay matching) never raises on generated traffic."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from test_query import wsproxy
+
+READERS = {
+    "check": ["check", "{f}"],
+    "query": ["query", "{f}", "SELECT 1"],
+    "replay": ["replay", "{f}", "--listen", "127.0.0.1:0"],
+    "export": ["export", "{f}", "-o", "{tmp}/out.jsonl"],
+    "sessions": ["sessions", "{f}"],
+    "connections": ["connections", "{f}"],
+    "show": ["show", "{f}"],
+    "diagram": ["diagram", "{f}"],
+    "import": ["import", "{f}", "--db", "{tmp}/into.duckdb"],
+}
+
+
+def bad_file(kind: str, tmp) -> str:
+    path = tmp / f"{kind}.duckdb"
+    if kind == "missing":
+        return str(path)
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "corrupt":
+        path.write_bytes(b"DUCK" + bytes(range(256)) * 64)
+    elif kind == "foreign":
+        with duckdb.connect(str(path)) as con:
+            con.execute("CREATE TABLE customers (id INTEGER, name VARCHAR)")
+    elif kind == "newer":
+        with duckdb.connect(str(path)) as con:
+            con.execute("CREATE TABLE wsproxy_meta (key VARCHAR, value VARCHAR); CREATE TABLE frames (x INTEGER);"
+                        "INSERT INTO wsproxy_meta VALUES ('application', 'wsproxy'), ('schema_version', '99')")
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "corrupt", "foreign", "newer"])
+@pytest.mark.parametrize("command", sorted(READERS))
+def test_every_reading_command_refuses_bad_files_in_one_line(command, kind, tmp_path) -> None:
+    if command == "import" and kind in ("foreign", "newer"):
+        pytest.skip("import reads HAR/JSONL sources: a DuckDB file is 'corrupt' input for it")
+    target = bad_file(kind, tmp_path)
+    args = [a.format(f=target, tmp=tmp_path) for a in READERS[command]]
+    result = wsproxy(*args)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0, result.stdout
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_replay_source_with_no_session(tmp_path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text('{"record":"wsproxy-jsonl","version":1}\n')
+    result = wsproxy("replay", str(path))
+    assert result.returncode == 1 and "holds no session record" in result.stderr
+
+
+def test_a_port_in_use_for_replay(tmp_path) -> None:
+    import socket
+    from pathlib import Path
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        golden = Path(__file__).parent.parent / "fixtures" / "schema-v1-demo.duckdb"
+        result = wsproxy("replay", str(golden), "--listen", f"127.0.0.1:{port}")
+    assert result.returncode == 1 and "address already in use" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- the pure core never raises on generated traffic ---
+
+def _overview_plan():
+    from pathlib import Path
+
+    from wsproxy.replay.plan import ReplayPlan
+    from wsproxy.replay.source import load_recording
+    return load_recording(Path(__file__).parent.parent / "fixtures" / "schema-v1-demo.duckdb"), ReplayPlan
+
+
+MESSAGES = st.one_of(
+    st.text(max_size=60),
+    st.binary(max_size=30),
+    st.builds(lambda t, i, p, pl: json.dumps({"type": t, "id": i, "payloadType": p, "payload": pl, "timestamp": 1}),
+              st.sampled_from(["request", "event", "response", "x"]), st.text(max_size=5),
+              st.sampled_from(["subscribe", "new", "read", "zz"]),
+              st.dictionaries(st.sampled_from(["chatId", "message", "messageId", "lastEventId"]),
+                              st.one_of(st.integers(), st.text(max_size=5), st.none()), max_size=3)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["bind", "msg", "msg", "close"]), st.sampled_from(["User1", "User2", "X"]),
+                          MESSAGES, st.sampled_from(["strict", "loose"])), max_size=30))
+def test_replay_matching_never_raises(steps) -> None:
+    from wsproxy.replay.plan import render
+    session, ReplayPlan = _overview_plan()
+    plans = {"strict": ReplayPlan(session), "loose": ReplayPlan(session, match="loose")}
+    bound: dict[str, list[int]] = {"strict": [], "loose": []}
+    now = 0
+    for action, user, message, mode in steps:
+        plan, slots = plans[mode], bound[mode]
+        now += 1000
+        if action == "bind" or not slots:
+            result = plan.bind("/chat", f"user={user}", {}, [], now)
+            if result.slot is not None:
+                slots.append(result.slot)
+                sends = plan.connected(result.slot, now)
+            else:
+                continue
+        elif action == "close":
+            plan.client_closed(slots.pop(), now)
+            sends = plan.release(now)
+        else:
+            kind = "binary" if isinstance(message, bytes) else "text"
+            sends, _ = plan.client_message(slots[-1], kind, message, now)
+        for send in sends:
+            render(send, now)  # every send renders to something that can go on the wire
