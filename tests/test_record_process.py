@@ -27,8 +27,13 @@ async def start_recorder(upstream: str, db, port: int, *extra: str, log_format: 
         sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{port}", "--upstream", upstream,
         "--db", str(db), "--log-format", log_format, *extra,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    line = await asyncio.wait_for(process.stderr.readline(), 20)
-    assert (b'"event":"listening"' if log_format == "json" else b"recording ") in line, line
+    try:
+        line = await asyncio.wait_for(process.stderr.readline(), 20)
+        assert (b'"event":"listening"' if log_format == "json" else b"recording ") in line, line
+    except BaseException:
+        process.kill()  # never leave a recorder behind when a test fails early
+        await process.wait()
+        raise
     return process
 
 

@@ -35,6 +35,9 @@ VIOLATION_TYPES = (pa.int32(), pa.int32(), pa.int32(), _TS, pa.string(), pa.stri
                    pa.int64())
 
 
+MEMORY_LIMIT = "1GB"  # DuckDB's buffer pool in the recorder; beyond it DuckDB evicts (and spills) pages
+
+
 class RecordingError(Exception):
     """A recording file that cannot be opened or written; the message says why and what to do."""
 
@@ -292,7 +295,8 @@ def now_us() -> int:
 def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
     """Open a recording to append to, creating it (and upgrading it) as needed."""
     try:
-        con = duckdb.connect(str(path))
+        # DuckDB caches up to 80 % of RAM by default; a recorder runs for days next to other work
+        con = duckdb.connect(str(path), config={"memory_limit": MEMORY_LIMIT})
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" in text.lower():
