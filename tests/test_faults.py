@@ -100,7 +100,7 @@ async def test_1000_connections_opening_and_closing_for_a_minute(upstream, tmp_p
           f"{after[1]:.0f} MiB")
     assert rounds >= 2
     assert after[0] <= before[0] + 5, (before, after)  # no file descriptor leak
-    # RSS: 2-3 KB of native memory per connection churned is still unexplained (see
-    # docs/reliability.md); this catches anything worse, like a leaked connection object.
-    assert after[1] - before[1] <= 30 + rounds * 1000 * 6 / 1024, (before, after)
+    # RSS may grow with DuckDB's cache of the growing recording (about 0.4 KB per connection here,
+    # capped by the recorder's 1 GB memory limit); a leaked connection object would be far more.
+    assert after[1] - before[1] <= 30 + rounds * 1000 * 1 / 1024, (before, after)
     assert recorded(tmp_path / "churn.duckdb", "SELECT count(*) FROM connections WHERE closed_at IS NULL") == [(0,)]

@@ -31,6 +31,13 @@ _TS = pa.timestamp("us", tz="UTC")
 FRAME_TYPES = (pa.int32(), pa.int32(), _TS, pa.string(), pa.string(), pa.int64(), pa.string(),
                pa.binary(), pa.string(), pa.string(), pa.string(), pa.string(), pa.int64(),
                pa.string(), pa.string(), pa.int32())
+# connections rows as the relay knows them at the handshake, and what it learns at the close
+OPEN_COLUMNS = ("conn_id", "session_id", "opened_at", "path", "query", "client_addr", "subprotocol",
+                "request_headers", "response_headers", "status", "error")
+OPEN_TYPES = (pa.int32(), pa.int32(), _TS, pa.string(), pa.string(), pa.string(), pa.string(), pa.string(),
+              pa.string(), pa.int32(), pa.string())
+CLOSE_COLUMNS = ("conn_id", "closed_at", "close_code", "close_reason", "closed_by", "error")
+CLOSE_TYPES = (pa.int32(), _TS, pa.int32(), pa.string(), pa.string(), pa.string())
 VIOLATION_TYPES = (pa.int32(), pa.int32(), pa.int32(), _TS, pa.string(), pa.string(), pa.string(), pa.string(),
                    pa.int64())
 
@@ -236,9 +243,11 @@ class Recorder:
         violations = [item.values for item in batch if type(item) is _Violation]
         con.execute("BEGIN TRANSACTION")
         try:
-            for values in opens:
-                con.execute("INSERT INTO connections VALUES (?, ?, make_timestamptz(?), NULL, ?, ?, ?, ?, ?, ?, ?,"
-                            " NULL, NULL, NULL, ?)", list(values))
+            # One statement per kind and batch (a statement per connection cost memory and time)
+            if opens:
+                con.register("wsproxy_opens", arrow_table(opens, OPEN_COLUMNS, OPEN_TYPES))
+                con.execute(f"INSERT INTO connections ({', '.join(OPEN_COLUMNS)}) SELECT * FROM wsproxy_opens")
+                con.unregister("wsproxy_opens")
             if rows:
                 con.register("wsproxy_batch", frames_table(rows))
                 con.execute("INSERT INTO frames SELECT * FROM wsproxy_batch")
@@ -247,11 +256,15 @@ class Recorder:
                 con.register("wsproxy_violations", arrow_table(violations, VIOLATION_COLUMNS, VIOLATION_TYPES))
                 con.execute("INSERT INTO violations SELECT * FROM wsproxy_violations")
                 con.unregister("wsproxy_violations")
-            for close in closes:
-                con.execute("UPDATE connections SET closed_at = make_timestamptz(?), close_code = ?, "
-                            "close_reason = ?, closed_by = ?, error = coalesce(?, error) WHERE conn_id = ?",
-                            [close.closed_at_us, close.close_code, close.close_reason, close.closed_by,
-                             close.error, close.conn_id])
+            if closes:
+                con.register("wsproxy_closes", arrow_table(
+                    [(c.conn_id, c.closed_at_us, c.close_code, c.close_reason, c.closed_by, c.error) for c in closes],
+                    CLOSE_COLUMNS, CLOSE_TYPES))
+                con.execute("UPDATE connections SET closed_at = c.closed_at, close_code = c.close_code, "
+                            "close_reason = c.close_reason, closed_by = c.closed_by, "
+                            "error = coalesce(c.error, connections.error) "
+                            "FROM wsproxy_closes c WHERE connections.conn_id = c.conn_id")
+                con.unregister("wsproxy_closes")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
