@@ -32,22 +32,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-ECHO_SERVER = """
-import sys
-from aiohttp import web, WSMsgType
-async def handle(request):
-    ws = web.WebSocketResponse(max_msg_size=0)
-    await ws.prepare(request)
-    async for msg in ws:
-        if msg.type == WSMsgType.TEXT:
-            await ws.send_str(msg.data)
-        elif msg.type == WSMsgType.BINARY:
-            await ws.send_bytes(msg.data)
-    return ws
-app = web.Application()
-app.router.add_get("/{tail:.*}", handle)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
-"""
+ECHO_SERVER = Path(__file__).parent.parent / "scripts" / "echo_server.py"  # shared with scripts/autobahn.py
 
 
 def free_port() -> int:
@@ -236,7 +221,7 @@ def main() -> None:
     echo_port, proxy_port = free_port(), free_port()
     tmp = Path(tempfile.mkdtemp(prefix="wsproxy-bench-"))
     if args.server == "echo":
-        echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(echo_port)])
+        echo = subprocess.Popen([sys.executable, str(ECHO_SERVER), str(echo_port)])
     else:
         echo = subprocess.Popen([sys.executable, "-m", "wsproxy", "chat-server", "--port", str(echo_port)],
                                 stdout=subprocess.DEVNULL)
@@ -269,6 +254,9 @@ def main() -> None:
                   f"(target <= 2 ms); p50 added {pct(proxy_lat, .5) - pct(direct_lat, .5):.2f} ms")
             checker_cost(pool, args.load_procs, (proxy, proxy_url), (unchecked, f"ws://127.0.0.1:{unchecked_port}"),
                          args.seconds, args.cost_rounds)
+            if args.server == "echo":
+                print("  (echo server: every echoed request comes back as a request from the server, a "
+                      "wrong-direction finding per message; this measures a storm of findings, not clean traffic)")
             if args.soak:
                 soak(pool, args.load_procs, proxy_url, proxy.pid, args.soak)
         rss = peak_rss_mib(proxy.pid)

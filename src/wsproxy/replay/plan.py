@@ -405,23 +405,21 @@ def _similarity(a: Any, b: Any) -> int:
 
 def _is_response(frame: RecordedFrame) -> bool:
     return frame.kind == "text" and frame.text is not None and '"response"' in frame.text \
-        and _frame_type(frame) == "response"
-
-
-def _frame_type(frame: RecordedFrame) -> str | None:
-    try:
-        value = _json_decode(frame.text or "")
-    except (msgspec.DecodeError, UnicodeError, ValueError):
-        return None
-    return value.get("type") if isinstance(value, dict) else None
+        and _envelope(frame).get("type") == "response"
 
 
 def _frame_id(frame: RecordedFrame) -> str | None:
+    value = _envelope(frame).get("id")
+    return value if isinstance(value, str) else None
+
+
+def _envelope(frame: RecordedFrame) -> dict[str, Any]:
+    """A recorded text frame as a JSON object ({} when it is not one)."""
     try:
         value = _json_decode(frame.text or "")
     except (msgspec.DecodeError, UnicodeError, ValueError):
-        return None
-    return value.get("id") if isinstance(value, dict) and isinstance(value.get("id"), str) else None
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _drop_close_replies(items: list[_Item]) -> list[_Item]:
