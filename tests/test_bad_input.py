@@ -43,11 +43,13 @@ def bad_file(kind: str, tmp) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty", "corrupt", "foreign", "newer"])
-@pytest.mark.parametrize("command", sorted(READERS))
+# import reads HAR and JSONL sources: for it a DuckDB file of any kind is just "corrupt" input
+CASES = [(command, kind) for command in sorted(READERS) for kind in ("missing", "empty", "corrupt", "foreign", "newer")
+         if not (command == "import" and kind in ("foreign", "newer"))]
+
+
+@pytest.mark.parametrize("command,kind", CASES)
 def test_every_reading_command_refuses_bad_files_in_one_line(command, kind, tmp_path) -> None:
-    if command == "import" and kind in ("foreign", "newer"):
-        pytest.skip("import reads HAR/JSONL sources: a DuckDB file is 'corrupt' input for it")
     target = bad_file(kind, tmp_path)
     args = [a.format(f=target, tmp=tmp_path) for a in READERS[command]]
     result = wsproxy(*args)
