@@ -137,17 +137,19 @@ def wait_idle(pid: int, timeout: float = 60.0) -> float:
 
 
 def peak_rss_mib(pid: int) -> float:
+    return _status_mib(pid, "VmHWM:")
+
+
+def _status_mib(pid: int, field: str) -> float:
+    """A memory figure of /proc/PID/status (kB there) in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return _status_mib(pid, "VmRSS:")
 
 
 def soak(pool: ProcessPoolExecutor, procs: int, url: str, pid: int, seconds: float) -> None:

@@ -368,7 +368,8 @@ def replay(
     """
     from wsproxy.record import ConfigError, parse_listen
     from wsproxy.replay.plan import ReplayPlan, TimingError, parse_timing
-    from wsproxy.replay.server import now_us, start_replay
+    from wsproxy.recorder import now_us
+    from wsproxy.replay.server import start_replay
     from wsproxy.replay.source import load_recording, save_divergences
     from wsproxy.store import StoreError
 

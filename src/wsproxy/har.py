@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from wsproxy import __version__
-from wsproxy.replay.model import RecordedConnection, RecordedFrame, RecordedSession
+from wsproxy.replay.model import RecordedConnection, RecordedFrame, RecordedSession, iso_to_us
 
 
 def to_har(session: RecordedSession, upstream: str | None) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def from_har(document: Any, label: str) -> HarImport:
         upstream = upstream or f"{parts.scheme}://{parts.netloc}"
         conn_id = len(connections) + 1
         try:
-            opened = _us_from_iso(entry["startedDateTime"])
+            opened = iso_to_us(entry["startedDateTime"])
         except (KeyError, TypeError, ValueError):
             skip("a WebSocket entry without a valid startedDateTime")
             continue
@@ -176,9 +176,3 @@ def _iso(us: int) -> str:
     return datetime.fromtimestamp(us / 1_000_000, tz=timezone.utc).isoformat(timespec="milliseconds") \
         .replace("+00:00", "Z")
 
-
-def _us_from_iso(text: str) -> int:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp()) * 1_000_000 + moment.microsecond

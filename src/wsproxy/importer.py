@@ -12,10 +12,10 @@ import msgspec
 
 from wsproxy import __version__
 from wsproxy.har import from_har
-from wsproxy.jsonl import _us, read_records
+from wsproxy.jsonl import frame_from_record, read_records
 from wsproxy.protocol import decode
 from wsproxy.recorder import frames_table, open_for_writing
-from wsproxy.replay.model import RecordedFrame
+from wsproxy.replay.model import RecordedFrame, iso_to_us
 from wsproxy.schema import frame_row
 from wsproxy.store import StoreError
 
@@ -62,25 +62,20 @@ def _import_jsonl(source: Path, db: Path, label: str | None) -> Imported:
     session: dict[str, Any] | None = None
     connections: list[dict[str, Any]] = []
     frames: list[RecordedFrame] = []
-    import base64
     for record in read_records(source):
         kind = record["record"]
         try:
             if kind == "session":
                 session = dict(record)
                 for key in ("started_at", "ended_at"):
-                    session[key] = _us(session.get(key))
+                    session[key] = iso_to_us(session.get(key))
             elif kind == "connection":
                 connection = dict(record)
                 for key in ("opened_at", "closed_at"):
-                    connection[key] = _us(connection.get(key))
+                    connection[key] = iso_to_us(connection.get(key))
                 connections.append(connection)
             elif kind == "frame":
-                data = record.get("data_b64")
-                frames.append(RecordedFrame(record["conn_id"], record["seq"], _us(record["ts"]), record["sender"],
-                                            record["kind"], record.get("text"),
-                                            base64.b64decode(data) if data is not None else None,
-                                            record.get("close_code")))
+                frames.append(frame_from_record(record))
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"{source}: a {kind} record is incomplete or malformed ({exc!r})") from None
     if session is None:

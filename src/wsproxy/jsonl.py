@@ -23,7 +23,7 @@ import duckdb
 import msgspec
 
 from wsproxy import __version__
-from wsproxy.replay.model import RecordedConnection, RecordedFrame, RecordedSession
+from wsproxy.replay.model import RecordedConnection, RecordedFrame, RecordedSession, iso_to_us
 from wsproxy.store import StoreError, session_info
 
 FORMAT = "wsproxy-jsonl"
@@ -105,16 +105,12 @@ def session_from_jsonl(path: Path, session_id: int | None = None) -> RecordedSes
             elif kind == "connection":
                 connections[record["conn_id"]] = RecordedConnection(
                     record["conn_id"], record.get("path") or "/", record.get("query") or "",
-                    _us(record["opened_at"]), record.get("request_headers") or {}, record.get("subprotocol"),
-                    record.get("status"), _us(record.get("closed_at")), record.get("close_code"),
+                    iso_to_us(record["opened_at"]), record.get("request_headers") or {}, record.get("subprotocol"),
+                    record.get("status"), iso_to_us(record.get("closed_at")), record.get("close_code"),
                     record.get("close_reason"), record.get("closed_by"),
                     response_headers=record.get("response_headers") or {})
             elif kind == "frame":
-                data = record.get("data_b64")
-                connections[record["conn_id"]].frames.append(RecordedFrame(
-                    record["conn_id"], record["seq"], _us(record["ts"]), record["sender"], record["kind"],
-                    record.get("text"), base64.b64decode(data) if data is not None else None,
-                    record.get("close_code")))
+                connections[record["conn_id"]].frames.append(frame_from_record(record))
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"{path}: a {kind} record is incomplete or malformed ({exc!r})") from None
     if session is None:
@@ -144,8 +140,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _us(value: str | None) -> int | None:
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(value)
-    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+def frame_from_record(record: dict[str, Any]) -> RecordedFrame:
+    """A ``frame`` record as a RecordedFrame (KeyError, TypeError or ValueError when malformed)."""
+    data = record.get("data_b64")
+    return RecordedFrame(record["conn_id"], record["seq"], iso_to_us(record["ts"]), record["sender"], record["kind"],
+                         record.get("text"), base64.b64decode(data) if data is not None else None,
+                         record.get("close_code"))

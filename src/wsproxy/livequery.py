@@ -18,7 +18,7 @@ import msgspec
 from aiohttp import web
 
 from wsproxy.query import QueryError, QueryResult, execute, json_value
-from wsproxy.store import StoreError
+from wsproxy.store import StoreError, create_reader_views
 
 MAX_ROWS = 100_000  # a live query answers at most this many rows (say so when cut)
 
@@ -38,9 +38,8 @@ class LiveQueryServer:
         self.port = 0
 
     async def start(self) -> None:
-        from wsproxy.store import _temp_views
         self._cursor = self._connection.cursor()  # its own connection to the same database
-        _temp_views(self._cursor)
+        create_reader_views(self._cursor)
         app = web.Application()
         app.router.add_post("/query", self._query)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)

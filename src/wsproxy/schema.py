@@ -40,11 +40,13 @@ CREATE TABLE IF NOT EXISTS frames (
 
 # The checker's findings, and every request paired with its response (n-th request with an id
 # pairs with the n-th response with that id on the same connection, as the checker pairs them).
-MIGRATIONS[2] = """
-CREATE TABLE IF NOT EXISTS violations (
+VIOLATIONS_TABLE = """
+CREATE {temp} TABLE IF NOT EXISTS violations (
     session_id INTEGER, conn_id INTEGER, seq INTEGER, ts TIMESTAMPTZ, code VARCHAR, severity VARCHAR,
     message VARCHAR, request_id VARCHAR, event_id BIGINT);
-CREATE OR REPLACE VIEW exchanges AS
+"""
+EXCHANGES_VIEW = """
+CREATE OR REPLACE {temp} VIEW exchanges AS
 WITH requests AS (
     SELECT conn_id, msg_id, payload_type, seq, ts,
            row_number() OVER (PARTITION BY conn_id, msg_id ORDER BY seq) AS nth
@@ -61,13 +63,17 @@ FROM requests q
 JOIN connections c USING (conn_id)
 LEFT JOIN responses r ON r.conn_id = q.conn_id AND r.msg_id = q.msg_id AND r.nth = q.nth;
 """
+MIGRATIONS[2] = VIOLATIONS_TABLE.format(temp="") + EXCHANGES_VIEW.format(temp="")
+
+# The `user` query parameter of a connection (`c`): how the views and the timeline name who is talking.
+USER_NAME_SQL = "regexp_extract(c.query, '(^|&)user=([^&]*)', 2)"
 
 # Views for humans (docs/sql.md): data messages with their connection, and events with their
 # stream order. Readers also create them as TEMP views, so older recordings get them too.
 VIEWS = """
 CREATE OR REPLACE {temp} VIEW messages AS
 SELECT c.session_id, f.conn_id, f.seq, f.ts, f.sender, f.kind, c.path, c.query,
-       regexp_extract(c.query, '(^|&)user=([^&]*)', 2) AS user_name,
+       {user_name} AS user_name,
        f.msg_type, f.msg_id, f.payload_type, f.event_type, f.event_id,
        coalesce(f.payload_type, f.event_type) AS type_name, f.size,
        CASE WHEN f.kind = 'text' THEN f.text ELSE 'base64:' || to_base64(f.data) END AS text,
@@ -91,10 +97,10 @@ baseline AS (
 SELECT c.session_id, b.conn_id, b.seq, b.ts, b.sender, b.event_type, b.event_id, b.event_id IS NOT NULL AS has_id,
        CASE WHEN b.event_id IS NOT NULL THEN b.previous_id END AS previous_event_id,
        CASE WHEN b.event_id IS NOT NULL THEN b.event_id - b.previous_id - 1 END AS ids_skipped,
-       regexp_extract(c.query, '(^|&)user=([^&]*)', 2) AS user_name, b.payload
+       {user_name} AS user_name, b.payload
 FROM baseline b JOIN connections c USING (conn_id);
 """
-MIGRATIONS[3] = VIEWS.format(temp="")
+MIGRATIONS[3] = VIEWS.format(temp="", user_name=USER_NAME_SQL)
 
 DDL = DDL_V1 + "".join(MIGRATIONS[v] for v in sorted(MIGRATIONS))
 

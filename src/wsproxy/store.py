@@ -12,7 +12,7 @@ import msgspec
 
 from wsproxy.errors import UserError
 from wsproxy.replay.model import RecordedConnection, RecordedFrame, RecordedSession
-from wsproxy.schema import SCHEMA_VERSION
+from wsproxy.schema import EXCHANGES_VIEW, SCHEMA_VERSION, USER_NAME_SQL, VIEWS, VIOLATIONS_TABLE
 
 
 class StoreError(UserError):
@@ -53,23 +53,20 @@ def open_recording(path: Path) -> duckdb.DuckDBPyConnection:
         if not version.isdigit() or int(version) > SCHEMA_VERSION:
             raise StoreError(f"{path} was written by a newer wsproxy (schema {version}, this one reads up to "
                              f"{SCHEMA_VERSION}): upgrade wsproxy")
-        _temp_views(con)
+        create_reader_views(con)
     except BaseException:
         con.close()
         raise
     return con
 
 
-def _temp_views(con: duckdb.DuckDBPyConnection) -> None:
+def create_reader_views(con: duckdb.DuckDBPyConnection) -> None:
     """The views for humans, as TEMP views: the same for every recording, whatever its version."""
-    from wsproxy.schema import MIGRATIONS, VIEWS
     tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     if "violations" not in tables:  # a schema-1 recording: no findings were stored
-        ddl = MIGRATIONS[2].split("CREATE TABLE IF NOT EXISTS violations", 1)[1].split(";", 1)[0]
-        con.execute("CREATE TEMP TABLE violations" + ddl)
-    con.execute(VIEWS.format(temp="TEMP"))
-    exchanges = MIGRATIONS[2].split("CREATE OR REPLACE VIEW exchanges", 1)[1]
-    con.execute("CREATE OR REPLACE TEMP VIEW exchanges" + exchanges)
+        con.execute(VIOLATIONS_TABLE.format(temp="TEMP"))
+    con.execute(VIEWS.format(temp="TEMP", user_name=USER_NAME_SQL))
+    con.execute(EXCHANGES_VIEW.format(temp="TEMP"))
 
 
 def session_info(con: duckdb.DuckDBPyConnection, session_id: int | None) -> SessionInfo:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from wsproxy.query import QueryResult, run_query
+from wsproxy.schema import USER_NAME_SQL
 
 SESSIONS_SQL = """
 SELECT s.session_id, s.label, s.started_at, s.ended_at,
@@ -31,10 +32,10 @@ FROM connections c WHERE c.session_id = $session ORDER BY c.conn_id
 """
 
 # One row per frame of the timeline, with the response latency and the findings of that frame.
-TIMELINE_SQL = """
+TIMELINE_SQL = f"""
 SELECT f.conn_id, f.seq, f.ts, f.sender, f.kind, f.msg_type, f.msg_id,
        coalesce(f.payload_type, f.event_type) AS type_name, f.event_id, left(f.text, 400) AS text, f.size,
-       f.close_code, regexp_extract(c.query, '(^|&)user=([^&]*)', 2) AS user_name,
+       f.close_code, {USER_NAME_SQL} AS user_name,
        (SELECT e.latency_ms FROM exchanges e WHERE e.conn_id = f.conn_id AND e.response_seq = f.seq) AS latency_ms,
        (SELECT string_agg(v.severity || ' ' || v.code || ': ' || v.message, '\n' ORDER BY v.code)
         FROM violations v WHERE v.conn_id = f.conn_id AND v.seq = f.seq) AS findings

@@ -6,6 +6,7 @@ Core module: standard library only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 
@@ -48,3 +49,13 @@ class RecordedSession:
     def replayable(self) -> list[RecordedConnection]:
         """Connections whose handshake succeeded (failed ones carried no traffic)."""
         return [c for c in self.connections if c.status == 101]
+
+
+def iso_to_us(text: str | None) -> int | None:
+    """An ISO 8601 time (``Z`` or an offset; none means UTC) as microseconds since the epoch."""
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond

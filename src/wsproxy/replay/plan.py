@@ -95,6 +95,8 @@ class _Item:
     frame: RecordedFrame
     action: int | None = None  # client frames: the action id
     trigger: int | None = None  # server frames: the cross-connection action they wait for
+    is_response: bool = False  # server frames: a response envelope ...
+    answers: str | None = None  # ... and the recorded request id it answers
     shape: Shape | None = None  # client data frames: what matching compares
 
 
@@ -164,9 +166,10 @@ class ReplayPlan:
                 last_action = item.action = self._new_action(conn_id, frame.ts_us)
                 if frame.kind in ("text", "binary"):
                     item.shape = shape(frame.kind, frame.text if frame.kind == "text" else frame.data)
-            elif last_action is not None and self._action_conn[last_action] != conn_id \
-                    and not _is_response(frame):
-                item.trigger = last_action  # a response's cause is its request, on its own connection
+            else:
+                item.is_response, item.answers = _response_fields(frame)
+                if last_action is not None and self._action_conn[last_action] != conn_id and not item.is_response:
+                    item.trigger = last_action  # a response's cause is its request, on its own connection
 
     def _new_action(self, conn_id: int, recorded_us: int) -> int:
         self._action_done.append(False)
@@ -322,7 +325,7 @@ class ReplayPlan:
                 if item.trigger is not None and not done[item.trigger]:
                     break
                 frame = item.frame
-                recorded_id = _frame_id(frame) if _is_response(frame) else None
+                recorded_id = item.answers
                 if recorded_id is not None and recorded_id in slot.skipped_ids and recorded_id not in slot.id_map:
                     slot.cursor += 1  # the answer to a request the client never sent
                     continue
@@ -403,23 +406,19 @@ def _similarity(a: Any, b: Any) -> int:
     return score
 
 
-def _is_response(frame: RecordedFrame) -> bool:
-    return frame.kind == "text" and frame.text is not None and '"response"' in frame.text \
-        and _envelope(frame).get("type") == "response"
-
-
-def _frame_id(frame: RecordedFrame) -> str | None:
-    value = _envelope(frame).get("id")
-    return value if isinstance(value, str) else None
-
-
-def _envelope(frame: RecordedFrame) -> dict[str, Any]:
-    """A recorded text frame as a JSON object ({} when it is not one)."""
+def _response_fields(frame: RecordedFrame) -> tuple[bool, str | None]:
+    """Whether a recorded server frame is a response, and the request id it answers (read once,
+    when the plan is built)."""
+    if frame.kind != "text" or frame.text is None or '"response"' not in frame.text:
+        return False, None
     try:
-        value = _json_decode(frame.text or "")
+        value = _json_decode(frame.text)
     except (msgspec.DecodeError, UnicodeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+        return False, None
+    if not isinstance(value, dict) or value.get("type") != "response":
+        return False, None
+    request_id = value.get("id")
+    return True, request_id if isinstance(request_id, str) else None
 
 
 def _drop_close_replies(items: list[_Item]) -> list[_Item]:

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
 from wsproxy.replay.model import RecordedSession
+from wsproxy.recorder import now_us
 from wsproxy.relay import aiohttp_limit
 from wsproxy.replay.plan import Divergence, ReplayPlan, Send, render
 
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 @dataclass
