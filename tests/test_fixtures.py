@@ -27,6 +27,8 @@ def test_schema_v1_golden_recording_reads_as_recorded() -> None:
 async def test_a_new_session_appends_to_the_golden_recording(chat_server, proxy, tmp_path) -> None:
     db = tmp_path / "copy.duckdb"
     shutil.copy(FIXTURES / "schema-v1-demo.duckdb", db)
+    frames_sql = "SELECT conn_id, seq, text, payload::VARCHAR, msg_id FROM frames WHERE conn_id <= 3 ORDER BY 1, 2"
+    before = recorded(db, frames_sql)
     session = await proxy(chat_server.url, db=db, label="appended")
     await overview_flow(session.url)
     await session.stop()
@@ -37,6 +39,9 @@ async def test_a_new_session_appends_to_the_golden_recording(chat_server, proxy,
     assert recorded(db, "SELECT count(*) FROM violations") == [(0,)]
     assert recorded(db, "SELECT count(*) FROM exchanges WHERE response_seq IS NOT NULL GROUP BY session_id "
                         "ORDER BY session_id") == [(13,), (13,)]
+    # the old rows read as before (their payload stored as a copy), the new ones the same way (as a place)
+    assert recorded(db, frames_sql) == before and any(row[3] for row in before)
+    assert recorded(db, "SELECT count(*) FROM frames WHERE conn_id > 3 AND msg_type IS NOT NULL AND payload IS NULL") == [(0,)]
 
 
 def test_schema_v1_golden_recording_checks_clean_offline() -> None:

@@ -9,14 +9,19 @@ import struct
 import sys
 
 import aiohttp
+import duckdb
 import pytest
 from aiohttp import WSMsgType
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import eventually, recorded
 from wsproxy.chat.client import overview_flow, run_load
 from wsproxy.chat.server import CORE_KEY
 from wsproxy.record import ConfigError, RecordOptions, RecordSession, parse_listen, parse_upstream
-from wsproxy.recorder import RecordingError
+from wsproxy.protocol import decode
+from wsproxy.recorder import Recorder, RecordingError, frames_table, now_us
+from wsproxy.schema import DDL, frame_row
 
 TEXTS = ["hello", "", "unicode: héllo wörld ✓ 漢字 🎉", '{"type":"event","timestamp":1,"eventType":"typing"}',
          "not json at all {", "x" * (1024 * 1024)]
@@ -50,6 +55,69 @@ async def test_every_message_kind_is_relayed_and_recorded_byte_exact(upstream, p
     assert [(r[0], r[1], bytes(r[3])) for r in rows if r[1] in ("ping", "pong")] == [
         ("client", "ping", b"are you there"), ("server", "pong", b"are you there")]
     assert [(r[0], r[1]) for r in rows[-2:]] == [("client", "close"), ("server", "close")]
+
+
+# Payloads whose JSON text must read back exactly as sent: odd spacing, unicode, escapes, a
+# payload that also occurs earlier in the message, and one of 1 MiB.
+PAYLOAD_TEXTS = [
+    ('{"type":"request","timestamp":1,"id":"a","payloadType":"new","payload":{"chatId":"c","message":"héllo ✓ 🎉"}}',
+     '{"chatId":"c","message":"héllo ✓ 🎉"}'),
+    ('{ "payload" : { "b" : [ 1 , 2.50 ] ,"a":"\\u00e9\\n" } , "type":"event","timestamp":2,"eventType":"x" }',
+     '{ "b" : [ 1 , 2.50 ] ,"a":"\\u00e9\\n" }'),
+    ('{"type":"event","timestamp":1,"id":1,"eventType":"tick","payload":1}', "1"),
+    ('{"type":"request","timestamp":1,"id":"big","payloadType":"new","payload":{"message":"' + "é" * 524288 + '"}}',
+     '{"message":"' + "é" * 524288 + '"}'),
+]
+
+
+async def test_the_payload_column_holds_the_payload_json_exactly_as_sent(upstream, proxy) -> None:
+    session = await proxy(upstream)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{session.url}/echo")
+        for text, _ in PAYLOAD_TEXTS:
+            await ws.send_str(text)
+            assert (await ws.receive()).data == text
+        await ws.close()
+    await session.stop()
+    rows = recorded(session.options.db, "SELECT payload::VARCHAR, text FROM frames WHERE sender = 'client' "
+                                        "AND kind = 'text' ORDER BY seq")
+    assert [row[0] for row in rows] == [payload for _, payload in PAYLOAD_TEXTS]
+    assert [row[1] for row in rows] == [text for text, _ in PAYLOAD_TEXTS]
+    # stored once: the rows keep where the payload lies in the text, not a second copy
+    assert recorded(session.options.db, "SELECT count(*) FROM frame_store WHERE payload IS NOT NULL") == [(0,)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
+                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                            max_leaves=8),
+       space=st.sampled_from(["", " ", "\n  ", "\t"]), first=st.booleans())
+def test_payloads_read_back_exactly_from_the_view(payload, space, first) -> None:
+    body = json.dumps(payload, ensure_ascii=False, separators=("," + space, ":" + space))
+    fields = [f'"type":{space}"event"', '"timestamp":1', '"eventType":"x"']
+    fields.insert(0 if first else 3, f'"payload":{space}{body}')
+    text = "{" + space + ("," + space).join(fields) + space + "}"
+    with duckdb.connect() as con:
+        con.execute(DDL)
+        con.register("batch", frames_table([frame_row(1, 1, 0, "server", "text", text, decode("text", text, "server"))]))
+        con.execute("INSERT INTO frame_store BY NAME SELECT * FROM batch")
+        assert con.execute("SELECT payload::VARCHAR, text FROM frames").fetchone() == (body, text)
+
+
+async def test_a_full_batch_is_written_at_once_not_at_the_next_commit_tick(tmp_path) -> None:
+    # Large messages stream through the writer: it does not sit out its commit interval
+    # while a batch's worth (an eighth of the back-pressure budget) is waiting.
+    recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=16 * 65536)
+    recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
+    try:
+        recorder.frame(frame_row(1, 1, now_us(), "client", "text", "x" * 65536, None))
+        await asyncio.sleep(0.3)
+        assert recorder.stats.rows_written == 0  # one message is not a batch: it waits for the tick
+        recorder.frame(frame_row(1, 2, now_us(), "client", "text", "y" * 65536, None))
+        await eventually(lambda: recorder.stats.rows_written == 2)
+    finally:
+        recorder.stop()
+    assert recorded(tmp_path / "rec.duckdb", "SELECT seq, size FROM frames ORDER BY seq") == [(1, 65536), (2, 65536)]
 
 
 async def test_parsed_columns_come_from_the_protocol_model(chat_server, proxy) -> None:

@@ -119,7 +119,7 @@ def _write(db: Path, session: dict[str, Any], connections: list[dict[str, Any]],
                                   parsed, f.close_code))
         if rows:
             con.register("wsproxy_import", frames_table(rows))
-            con.execute("INSERT INTO frames SELECT * FROM wsproxy_import")
+            con.execute("INSERT INTO frame_store BY NAME SELECT * FROM wsproxy_import")
             con.unregister("wsproxy_import")
         con.execute("COMMIT")
         con.execute("CHECKPOINT")

@@ -1,13 +1,14 @@
 """The recorder: frames from the relay -> one writer thread -> DuckDB, in batches.
 
-The relay appends rows (a list append, no lock, no I/O); a writer thread takes the whole
-backlog at least every ``commit_interval`` seconds and writes it in one transaction as
-a columnar Arrow batch (executemany could not keep up: see docs/performance.md).
+The relay appends rows (a list append under a short lock, no I/O); a writer thread takes
+the whole backlog at least every ``commit_interval`` seconds, or as soon as a batch's worth
+(an eighth of the high-water mark) is waiting, and writes it in one transaction as a
+columnar Arrow batch (executemany could not keep up: see docs/performance.md).
 
-Nothing is dropped: when the backlog passes ``high_water`` rows, ``wait_for_capacity``
-makes the relay's pumps wait, so back pressure reaches the sockets (we chose back
-pressure over spilling to disk: the recording stays the single source of truth and
-memory stays bounded). When writing fails, ``error`` is set, ``on_failure`` is called
+Nothing is dropped: when the backlog passes ``high_water`` rows or ``high_water_bytes``,
+``wait_for_capacity`` makes the relay's pumps wait, so back pressure reaches the sockets
+(we chose back pressure over spilling to disk: the recording stays the single source of
+truth and memory stays bounded, at most the batch being written plus one high-water mark). When writing fails, ``error`` is set, ``on_failure`` is called
 and the relay stops relaying rather than pass traffic it cannot record.
 """
 
@@ -30,7 +31,7 @@ from wsproxy.schema import APPLICATION, DDL, FRAME_COLUMNS, MIGRATIONS, SCHEMA_V
 _TS = pa.timestamp("us", tz="UTC")
 FRAME_TYPES = (pa.int32(), pa.int32(), _TS, pa.string(), pa.string(), pa.int64(), pa.string(),
                pa.binary(), pa.string(), pa.string(), pa.string(), pa.string(), pa.int64(),
-               pa.string(), pa.string(), pa.int32())
+               pa.string(), pa.string(), pa.int32(), pa.int32(), pa.int32())
 # connections rows as the relay knows them at the handshake, and what it learns at the close
 OPEN_COLUMNS = ("conn_id", "session_id", "opened_at", "path", "query", "client_addr", "subprotocol",
                 "request_headers", "response_headers", "status", "error")
@@ -43,6 +44,11 @@ VIOLATION_TYPES = (pa.int32(), pa.int32(), pa.int32(), _TS, pa.string(), pa.stri
 
 
 MEMORY_LIMIT = "1GB"  # DuckDB's buffer pool in the recorder; beyond it DuckDB evicts (and spills) pages
+# DuckDB checkpoints (moves the WAL into the file) when the WAL reaches this size. Each checkpoint
+# rewrites the table's last, partly filled row group, so with the default 16 MB large messages were
+# rewritten several times over: 256 MB took proxy CPU for 64 KiB messages from ~290 to ~210 ms per
+# 1,000 (docs/performance.md). The WAL is durable either way; a crash replays it at the next open.
+CHECKPOINT_THRESHOLD = "256MB"
 
 
 class RecordingError(Exception):
@@ -97,6 +103,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._oldest_pending: float | None = None
         self._wake = threading.Event()
+        self._batch_ready = False
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -182,6 +189,12 @@ class Recorder:
             if not self._pending:
                 self._oldest_pending = time.monotonic()
             self._pending.append(item)
+        if not self._batch_ready and (len(self._pending) >= self.high_water >> 3
+                                      or self._pending_bytes >= self.high_water_bytes >> 3):
+            # A full batch is waiting: write it now rather than at the next commit tick, so
+            # that large messages stream through the writer instead of stopping and starting.
+            self._batch_ready = True
+            self._wake.set()
         if self._capacity is not None and self.behind:
             self._capacity.clear()
 
@@ -209,13 +222,19 @@ class Recorder:
 
     def _run(self) -> None:
         while True:
-            stopping = self._stopping
-            self._wake.wait(self.commit_interval)
+            stopping = self._stopping  # read before taking the backlog: what came before stop() is written
+            if not stopping:
+                self._wake.wait(self.commit_interval)
             self._wake.clear()
             if self.error is None:
                 with self._lock:
                     batch, self._pending = self._pending, []
                     self._pending_bytes = 0
+                    self._batch_ready = False
+                if self._capacity is not None and not self._capacity.is_set():
+                    # The backlog is empty again: the relay goes on while this batch is written
+                    # (memory: at most the batch being written plus one more high-water mark).
+                    self._call_in_loop(self._capacity.set)
                 if batch:
                     lag = time.monotonic() - (self._oldest_pending or time.monotonic())
                     try:
@@ -250,7 +269,7 @@ class Recorder:
                 con.unregister("wsproxy_opens")
             if rows:
                 con.register("wsproxy_batch", frames_table(rows))
-                con.execute("INSERT INTO frames SELECT * FROM wsproxy_batch")
+                con.execute("INSERT INTO frame_store BY NAME SELECT * FROM wsproxy_batch")
                 con.unregister("wsproxy_batch")
             if violations:
                 con.register("wsproxy_violations", arrow_table(violations, VIOLATION_COLUMNS, VIOLATION_TYPES))
@@ -309,7 +328,8 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
     """Open a recording to append to, creating it (and upgrading it) as needed."""
     try:
         # DuckDB caches up to 80 % of RAM by default; a recorder runs for days next to other work
-        con = duckdb.connect(str(path), config={"memory_limit": MEMORY_LIMIT})
+        con = duckdb.connect(str(path), config={"memory_limit": MEMORY_LIMIT,
+                                                "checkpoint_threshold": CHECKPOINT_THRESHOLD})
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" in text.lower():

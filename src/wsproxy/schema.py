@@ -15,7 +15,7 @@ import msgspec
 
 from wsproxy.protocol import Finding, ParsedMessage
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION = "wsproxy"
 
 # What each version adds, in order: an older recording opened for writing gets the rest.
@@ -102,16 +102,35 @@ FROM baseline b JOIN connections c USING (conn_id);
 """
 MIGRATIONS[3] = VIEWS.format(temp="", user_name=USER_NAME_SQL)
 
+# Version 4 stores a message once. Until 3 each frame kept its text and, again, its payload
+# JSON: two copies of nearly every byte, which halved how fast large messages could be
+# recorded. Now the stored rows (``frame_store``) keep where the payload lies in the text,
+# and ``frames`` is a view with the same columns as before; rows from older versions keep
+# their stored payload and read the same.
+FRAMES_VIEW = """
+CREATE OR REPLACE VIEW frames AS
+SELECT conn_id, seq, ts, sender, kind, size, text, data, msg_type, msg_id, payload_type, event_type, event_id,
+       CASE WHEN payload_at IS NULL THEN payload
+            ELSE substr(text, payload_at, payload_len)::JSON END AS payload,
+       parse_error, close_code
+FROM frame_store;
+"""
+MIGRATIONS[4] = """
+ALTER TABLE frames RENAME TO frame_store;
+ALTER TABLE frame_store ADD COLUMN payload_at INTEGER;
+ALTER TABLE frame_store ADD COLUMN payload_len INTEGER;
+""" + FRAMES_VIEW
+
 DDL = DDL_V1 + "".join(MIGRATIONS[v] for v in sorted(MIGRATIONS))
 
 # Column order of ``violations``, as ``violation_row`` returns them.
 VIOLATION_COLUMNS: tuple[str, ...] = (
     "session_id", "conn_id", "seq", "ts", "code", "severity", "message", "request_id", "event_id")
 
-# Column order of ``frames``, as ``frame_row`` returns them.
+# Column order of ``frame_store`` (the rows behind the ``frames`` view), as ``frame_row`` returns them.
 FRAME_COLUMNS: tuple[str, ...] = (
     "conn_id", "seq", "ts", "sender", "kind", "size", "text", "data", "msg_type", "msg_id",
-    "payload_type", "event_type", "event_id", "payload", "parse_error", "close_code")
+    "payload_type", "event_type", "event_id", "payload", "parse_error", "close_code", "payload_at", "payload_len")
 
 SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
 SECRET_QUERY_NAMES = frozenset({"token", "access_token", "auth", "key", "password"})
@@ -121,10 +140,11 @@ _encode = msgspec.json.encode
 
 def frame_row(conn_id: int, seq: int, ts_us: int, sender: str, kind: str, data: str | bytes,
               parsed: ParsedMessage | None, close_code: int | None = None) -> tuple[Any, ...]:
-    """One ``frames`` row. ``ts_us``: microseconds since the epoch.
+    """One ``frame_store`` row. ``ts_us``: microseconds since the epoch.
 
     Text frames keep their text exactly (``text``); binary, ping and pong frames keep
-    their bytes (``data``); a close frame keeps its reason as text and its code.
+    their bytes (``data``); a close frame keeps its reason as text and its code. A
+    payload is kept as its place in the text (1-based, in characters), not as a copy.
     """
     if kind == "text":
         size = len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
@@ -137,10 +157,11 @@ def frame_row(conn_id: int, seq: int, ts_us: int, sender: str, kind: str, data: 
         size = len(blob)
     if parsed is None or parsed.envelope is None:
         return (conn_id, seq, ts_us, sender, kind, size, text, blob, None, None, None, None, None,
-                None, parsed.parse_error if parsed is not None and kind == "text" else None, close_code)
+                None, parsed.parse_error if parsed is not None and kind == "text" else None, close_code, None, None)
+    payload, at, length = _payload_place(parsed, text)
     return (conn_id, seq, ts_us, sender, kind, size, text, blob, parsed.msg_type, parsed.msg_id,
             parsed.payload_type, parsed.event_type, parsed.event_id,
-            _payload_text(parsed), parsed.parse_error, close_code)
+            payload, parsed.parse_error, close_code, at, length)
 
 
 def violation_row(session_id: int, finding: Finding) -> tuple[Any, ...]:
@@ -149,9 +170,18 @@ def violation_row(session_id: int, finding: Finding) -> tuple[Any, ...]:
             finding.message, finding.request_id, finding.event_id)
 
 
-def _payload_text(parsed: ParsedMessage) -> str | None:
+def _payload_place(parsed: ParsedMessage, text: str | None) -> tuple[str | None, int | None, int | None]:
+    """(payload, payload_at, payload_len): where the payload lies in ``text``, or a copy if it cannot be found."""
     raw = parsed.payload_json
-    return None if raw is None else raw.decode("utf-8", "replace")
+    if raw is None:
+        return None, None, None
+    payload = raw.decode("utf-8", "replace")
+    # The payload is a slice of the text, so it is found; an earlier identical substring
+    # (a payload `1` inside a timestamp) is as good, since only its content is read back.
+    at = -1 if text is None else text.find(payload)
+    if at < 0:
+        return payload, None, None
+    return None, at + 1, len(payload)
 
 
 def redact_headers(headers: list[tuple[str, str]], redact: bool = True) -> str:
