@@ -7,6 +7,7 @@ no sleeping: timeouts move with the clock the transcript gives.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -166,6 +167,18 @@ def test_duplicate_request_id_names_both_uses() -> None:
     t.client(req("a", "read", {"messageId": 2})).server(resp("a"))
     finding = only(t, "duplicate-request-id")
     assert finding.seq == 5 and "already used at seq 3" in finding.message
+
+
+def test_request_ids_are_remembered_within_the_profile_window_only() -> None:
+    # A connection that lives for days must not grow the checker without bound.
+    t = Transcript(replace(CHAT_PROFILE, request_id_memory=3)).open().subscribed()
+    for name in "abcd":
+        t.client(req(name, "read", {"messageId": 1})).server(resp(name))
+    t.client(req("d", "read", {"messageId": 2})).server(resp("d"))  # within the window: reported
+    t.client(req("a", "read", {"messageId": 2})).server(resp("a"))  # 'a' was forgotten: not reported
+    assert t.codes == ["duplicate-request-id"] and "'d'" in t.findings[0].message
+    conn = t.checker._conns[1]
+    assert len(conn.request_seqs) == 3 and len(conn.answered_at) <= 3 and len(conn.remembered) == 3
 
 
 def test_orphan_response() -> None:

@@ -32,9 +32,9 @@ def test_the_complete_profile_example_loads_and_uses_every_key() -> None:
     example = re.search(r"## Protocol profiles.*?```toml\n(.*?)```", text, re.S).group(1)
     data = tomllib.loads(example)
     profile = profile_from_dict(data)
-    assert profile.name == "chat-staging" and profile.response_timeout == 5.0
-    assert set(data) == {"name", "response_timeout", "severities", "events", "payload_types", "event_types",
-                         "timestamps"}
+    assert profile.name == "chat-staging" and profile.response_timeout == 5.0 and profile.request_id_memory == 50_000
+    assert set(data) == {"name", "response_timeout", "request_id_memory", "severities", "events", "payload_types",
+                         "event_types", "timestamps"}
 
 
 @pytest.mark.parametrize("command", ["record", "check", "demo", "chat-server", "chat-client"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import msgspec
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsproxy import payloads
-from wsproxy.profile import CHAT_PROFILE, RULES, profile_from_dict
+from wsproxy.profile import CHAT_PROFILE, RULES, ProfileError, profile_from_dict
 from wsproxy.protocol import Event, MessageDecoder, Request, Response, decode
 
 # protocol.md, "Example flow", frame by frame (the elided parts completed as the page says).
@@ -157,6 +158,17 @@ def test_a_profile_can_turn_rules_off_and_add_types() -> None:
     (finding,) = decoder.decode("text", '{"type":"event","timestamp":1e12,"eventType":"online","payload":{"userId":"u"}}').findings
     assert finding.severity == "error"
     assert CHAT_PROFILE.severity("unknown-event-type") == "info"  # the built-in profile is untouched
+
+
+@pytest.mark.parametrize("data,says", [
+    ({"request_id_memory": 0}, "request_id_memory must be a positive number"),
+    ({"request_id_memory": "many"}, "request_id_memory must be a positive number"),
+    ({"response_timeout": -1}, "response_timeout must be a positive number"),
+    ({"request_id_window": 5}, "unknown key(s) request_id_window"),
+])
+def test_a_bad_profile_value_is_refused_in_one_line(data: dict, says: str) -> None:
+    with pytest.raises(ProfileError, match=re.escape(says)):
+        profile_from_dict(data)
 
 
 # --- property-based: nothing raises, the raw message is kept ---

@@ -66,6 +66,7 @@ class _Conn:
     pending: dict[str, deque[_Request]] = field(default_factory=dict)
     answered_at: dict[str, int] = field(default_factory=dict)  # request id -> seq of its first response
     request_seqs: dict[str, int] = field(default_factory=dict)  # request id -> seq of its first use
+    remembered: deque[str] = field(default_factory=deque)  # the keys of request_seqs, oldest first
     subscribed: bool = False
     last_event_id: int | None = None  # the baseline for the next stateful event id
     catchup: _Catchup | None = None
@@ -81,6 +82,7 @@ class Checker:
         self._stateful = profile.stateful_events
         self._ephemeral = profile.ephemeral_events
         self._timeout_us = int(profile.response_timeout * _US)
+        self._id_memory = profile.request_id_memory
         self._ms_threshold = profile.millisecond_threshold
         self._tolerance = profile.backwards_tolerance
         self._subscribe = profile.subscribe_payload_type
@@ -183,6 +185,12 @@ class Checker:
                       request_id=env.id)
         else:
             conn.request_seqs[env.id] = seq
+            remembered = conn.remembered
+            remembered.append(env.id)
+            if len(remembered) > self._id_memory:  # forget the oldest id: memory stays bounded
+                oldest = remembered.popleft()
+                del conn.request_seqs[oldest]
+                conn.answered_at.pop(oldest, None)
         if env.payloadType == self._subscribe:
             conn.subscribed = True
             since = getattr(parsed.payload, "lastEventId", None)
@@ -218,7 +226,8 @@ class Checker:
         if not queue:
             del conn.pending[env.id]
         request.answered = True
-        conn.answered_at.setdefault(env.id, seq)
+        if env.id in conn.request_seqs:  # not for an id already forgotten (request_id_memory)
+            conn.answered_at.setdefault(env.id, seq)
         payload = self._response_payload(request, seq, ts, env, findings)
         if request.payload_type == self._subscribe and conn.catchup is None and type(payload) is SubscribeResponse:
             conn.catchup = _Catchup(request, seq, ts, payload.lastEventId, payload.count)

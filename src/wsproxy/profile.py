@@ -68,6 +68,9 @@ class Profile:
 
     name: str = "chat"
     response_timeout: float = 10.0
+    # duplicate-request-id and duplicate-response look this many request ids back per connection:
+    # remembering every id of a connection that lives for days would grow without bound.
+    request_id_memory: int = 10_000
     severities: dict[str, str] = field(default_factory=lambda: {r.code: r.severity for r in RULES})
     stateful_events: frozenset[str] = frozenset({"new", "edit", "delete", "delivered", "read"})
     ephemeral_events: frozenset[str] = frozenset({"typing", "online", "offline"})
@@ -118,7 +121,7 @@ def load_profile(path: str | Path) -> Profile:
 def profile_from_dict(data: dict[str, Any], source: str = "profile") -> Profile:
     """Apply the keys of a profile document to the built-in chat profile."""
     base = CHAT_PROFILE
-    known_keys = {"name", "response_timeout", "severities", "events", "payload_types",
+    known_keys = {"name", "response_timeout", "request_id_memory", "severities", "events", "payload_types",
                   "event_types", "timestamps"}
     unknown = set(data) - known_keys
     if unknown:
@@ -132,6 +135,11 @@ def profile_from_dict(data: dict[str, Any], source: str = "profile") -> Profile:
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
             raise ProfileError(f"{source}: response_timeout must be a positive number of seconds")
         changes["response_timeout"] = float(timeout)
+    if "request_id_memory" in data:
+        memory = data["request_id_memory"]
+        if not isinstance(memory, int) or isinstance(memory, bool) or memory <= 0:
+            raise ProfileError(f"{source}: request_id_memory must be a positive number of request ids")
+        changes["request_id_memory"] = memory
     severities = dict(base.severities)
     for code, value in _expect(data.get("severities", {}), dict, f"{source}: [severities]").items():
         if code not in RULES_BY_CODE:
