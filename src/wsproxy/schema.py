@@ -176,12 +176,27 @@ def _payload_place(parsed: ParsedMessage, text: str | None) -> tuple[str | None,
     if raw is None:
         return None, None, None
     payload = raw.decode("utf-8", "replace")
-    # The payload is a slice of the text, so it is found; an earlier identical substring
-    # (a payload `1` inside a timestamp) is as good, since only its content is read back.
-    at = -1 if text is None else text.find(payload)
+    at = -1 if text is None else _find_payload(text, payload)
     if at < 0:
         return payload, None, None
     return None, at + 1, len(payload)
+
+
+_JSON_SPACE = frozenset(" \t\r\n")
+
+
+def _find_payload(text: str, payload: str) -> int:
+    """Where ``payload`` starts in ``text``. It is usually the envelope's last member, so that
+    place is tried first: searching a 64 KiB message costs ~80 µs, the comparison ~2 µs."""
+    end = len(text.rstrip()) - 1  # the envelope's closing brace
+    while end > 0 and text[end - 1] in _JSON_SPACE:
+        end -= 1
+    at = end - len(payload)
+    if at >= 0 and text.startswith(payload, at):
+        return at
+    # The payload is a slice of the text, so it is found; an earlier identical substring
+    # (a payload `1` inside a timestamp) is as good, since only its content is read back.
+    return text.find(payload)
 
 
 def redact_headers(headers: list[tuple[str, str]], redact: bool = True) -> str:
