@@ -171,8 +171,12 @@ def soak(pool: ProcessPoolExecutor, procs: int, url: str, pid: int, seconds: flo
         return
     quarter = len(samples) // 4
     first, last = statistics.mean(samples[:quarter]), statistics.mean(samples[-quarter:])
+    half = len(samples) // 2
     print(f"soak {seconds:.0f} s, 100 conns x 100 B at {rate:,.0f} msg/s: RSS first quarter {first:.0f} MiB, "
-          f"last quarter {last:.0f} MiB (growth {last - first:+.0f} MiB), max {max(samples):.0f} MiB")
+          f"last quarter {last:.0f} MiB (growth {last - first:+.0f} MiB), max {max(samples):.0f} MiB; "
+          f"max of the first half {max(samples[:half]):.0f} MiB, of the second {max(samples[half:]):.0f} MiB")
+    # every 10th one-second sample: DuckDB's cache and WAL make a saw-tooth, a leak makes a ramp
+    print("  RSS MiB every 10 s: " + ", ".join(f"{sample:.0f}" for sample in samples[9::10]))
 
 
 def start_proxy(port: int, upstream_port: int, db: Path, *extra: str) -> subprocess.Popen:
