@@ -55,3 +55,26 @@ def test_schema_v2_golden_recording_with_faults_checks_as_it_was_checked_live() 
     assert {row[3] for row in live} == {"duplicate-response", "event-id-gap", "binary-message"}
     offline = check_recording(db).findings
     assert [(f.conn_id, f.seq, f.ts, f.code, f.message) for f in offline] == live
+
+
+async def test_the_schema_v3_golden_recording_upgrades_to_one_copy_per_message(chat_server, proxy, tmp_path) -> None:
+    # Version 4 turned the frames table into a view over frame_store: everything users read must
+    # read the same after the upgrade, and the new session is stored without payload copies.
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(FIXTURES / "schema-v3-demo.duckdb", db)
+    views = ["SELECT * FROM frames ORDER BY conn_id, seq", "SELECT * FROM messages ORDER BY conn_id, seq",
+             "SELECT * FROM events ORDER BY conn_id, seq", "SELECT * FROM exchanges ORDER BY conn_id, request_seq"]
+    before = [recorded(db, sql) for sql in views]
+    assert recorded(db, "SELECT value FROM wsproxy_meta WHERE key = 'schema_version'") == [("3",)]
+    session = await proxy(chat_server.url, db=db, label="appended")
+    await overview_flow(session.url)
+    await session.stop()
+    assert recorded(db, "SELECT value FROM wsproxy_meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+    after = [recorded(db, sql.replace("ORDER BY", "WHERE session_id = 1 ORDER BY") if "frames" not in sql
+                      else "SELECT f.* FROM frames f JOIN connections c USING (conn_id) WHERE c.session_id = 1 "
+                           "ORDER BY conn_id, seq") for sql in views]
+    assert after == before and all(before)
+    assert recorded(db, "SELECT count(*) FROM frame_store WHERE payload IS NOT NULL") == [(41,)]  # the old copies
+    assert recorded(db, "SELECT count(*) FROM frames f JOIN connections c USING (conn_id) "
+                        "WHERE c.session_id = 2 AND f.msg_type IS NOT NULL AND f.payload IS NULL") == [(0,)]
+    assert check_recording(db).findings == []
