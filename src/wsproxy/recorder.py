@@ -243,8 +243,6 @@ class Recorder:
                         self._fail(f"writing to {self.path} failed: {exc}")
                     else:
                         self.stats.max_lag_seconds = max(self.stats.max_lag_seconds, lag)
-                if self._capacity is not None and not self._capacity.is_set() and not self.behind:
-                    self._call_in_loop(self._capacity.set)
             if stopping and not self._pending:
                 return
             if stopping and self.error is not None:

@@ -10,10 +10,9 @@ from aiohttp import WSMsgType, web
 
 from wsproxy.replay.model import RecordedSession
 from wsproxy.recorder import now_us
-from wsproxy.relay import aiohttp_limit
+from wsproxy.relay import DEFAULT_MAX_MESSAGE, aiohttp_limit
 from wsproxy.replay.plan import Divergence, ReplayPlan, Send, render
 
-DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
 
 
 @dataclass
