@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
+import random
 import signal
 import socket
 import statistics
+import string
 import subprocess
 import sys
 import tempfile
@@ -44,11 +47,26 @@ def free_port() -> int:
 SUBSCRIBE = '{"type":"request","timestamp":1700000000.5,"id":"sub","payloadType":"subscribe","payload":{}}'
 
 
-def message_template(size: int) -> str:
-    """A `new` request padded to ``size`` bytes, with ``%08d`` for a unique request id."""
-    head = '{"type":"request","timestamp":1700000000.5,"id":"r%08d","payloadType":"new","payload":{"chatId":"sink","message":"'
-    tail = '"}}'
-    return head + "x" * max(0, size - len(head) + 2 - len(tail)) + tail
+HEAD = '{"type":"request","timestamp":1700000000.5,"id":"r%08d","payloadType":"new","payload":{"chatId":"sink","message":"'
+TAIL = '"}}'
+
+
+@functools.cache
+def _words(length: int) -> str:
+    """A run of random words, compressible like chat text (about 2x) but never repeating: DuckDB
+    compresses repeated text across rows almost to nothing, which would flatter the recorder."""
+    rng = random.Random(length)
+    vocabulary = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 9))) for _ in range(256)]
+    return " ".join(vocabulary[b] for b in os.urandom(length // 5 + 1))[:length]
+
+
+def message(size: int, number: int) -> str:
+    """The ``number``-th `new` request of ``size`` bytes: a unique id, and a message cut from 32 MiB
+    of words at a place no nearby message shares."""
+    body = max(0, size - len(HEAD) + 2 - len(TAIL))
+    words = _words(max(32 << 20, 64 * body))
+    at = (number * (body + 1)) % (len(words) - body)
+    return (HEAD % number) + words[at:at + body] + TAIL
 
 
 async def _connection_load(url: str, size: int, seconds: float, window: int, rate: float | None) -> tuple[int, list[float]]:
@@ -59,7 +77,6 @@ async def _connection_load(url: str, size: int, seconds: float, window: int, rat
         ws = await http.ws_connect(url, max_msg_size=0)
         await ws.send_str(SUBSCRIBE)  # the chat server answers requests only after a subscribe
         await ws.receive()
-        template = message_template(size)
         sent_at: list[float] = []
         deadline = time.perf_counter() + seconds
         done = asyncio.Event()
@@ -84,7 +101,7 @@ async def _connection_load(url: str, size: int, seconds: float, window: int, rat
             elif len(sent_at) - count >= window:
                 await asyncio.sleep(0)
                 continue
-            text = template % len(sent_at)
+            text = message(size, len(sent_at))
             sent_at.append(time.perf_counter())
             await ws.send_str(text)
         if count < len(sent_at):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import struct
 import sys
+import time
 
 import aiohttp
 import duckdb
@@ -20,6 +22,7 @@ from wsproxy.chat.client import overview_flow, run_load
 from wsproxy.chat.server import CORE_KEY
 from wsproxy.record import ConfigError, RecordOptions, RecordSession, parse_listen, parse_upstream
 from wsproxy.protocol import decode
+from wsproxy import recorder as recorder_module
 from wsproxy.recorder import Recorder, RecordingError, frames_table, now_us
 from wsproxy.schema import DDL, frame_row
 
@@ -118,6 +121,72 @@ async def test_a_full_batch_is_written_at_once_not_at_the_next_commit_tick(tmp_p
     finally:
         recorder.stop()
     assert recorded(tmp_path / "rec.duckdb", "SELECT seq, size FROM frames ORDER BY seq") == [(1, 65536), (2, 65536)]
+
+
+def _record_short_sessions(path, sessions: int, frames_each: int) -> None:
+    for session in range(sessions):
+        recorder = Recorder(path)
+        recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
+        for i in range(frames_each):
+            recorder.frame(frame_row(session + 1, i, now_us(), "client", "text", f'{{"n":{i}}}', None))
+        recorder.stop()
+
+
+def _row_groups(path) -> int:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('frame_store')").fetchone()[0]
+
+
+def test_short_sessions_are_merged_into_one_row_group_when_a_small_file_closes(tmp_path) -> None:
+    _record_short_sessions(tmp_path / "rec.duckdb", 12, 50)
+    assert _row_groups(tmp_path / "rec.duckdb") == 1  # not 12: a file of many short sessions stays compact
+    assert recorded(tmp_path / "rec.duckdb", "SELECT count(*), count(DISTINCT conn_id) FROM frames") == [(600, 12)]
+
+
+def test_a_large_file_is_never_rewritten_to_merge_row_groups(tmp_path, monkeypatch) -> None:
+    # Merging rewrites row groups whole: for a file of large messages that was gigabytes per
+    # checkpoint. Past the size limit every checkpoint, the closing one included, leaves them be.
+    monkeypatch.setattr(recorder_module, "MERGE_AT_CLOSE_BELOW", 0)
+    _record_short_sessions(tmp_path / "rec.duckdb", 12, 50)
+    assert _row_groups(tmp_path / "rec.duckdb") == 12
+    assert recorded(tmp_path / "rec.duckdb", "SELECT count(*), count(DISTINCT conn_id) FROM frames") == [(600, 12)]
+
+
+def _text_compression(path) -> set[str]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {row[0] for row in con.execute("SELECT compression FROM pragma_storage_info('frame_store') "
+                                              "WHERE column_name = 'text' AND segment_type = 'VARCHAR'").fetchall()}
+
+
+_WORDS = [random.Random(n).choice("abcdefghij") * (1 + n % 8) for n in range(256)]
+
+
+def _chat_text(seed: int, length: int = 65536) -> str:
+    """About 64 KiB of words, compressible like chat text and different for each seed."""
+    rng = random.Random(seed)
+    message = " ".join(rng.choices(_WORDS, k=length // 4))[:length]
+    return json.dumps({"type": "event", "id": seed, "eventType": "new", "payload": {"message": message}})
+
+
+def test_large_messages_are_compressed_unless_the_writer_is_busy(tmp_path, monkeypatch) -> None:
+    # ZSTD halves how fast DuckDB writes large messages: while full batches come back to back the
+    # recorder stores them as they are; when it keeps up, it compresses them.
+    monkeypatch.setattr(recorder_module, "MERGE_AT_CLOSE_BELOW", 0)  # no rewrite at the close
+    texts = [_chat_text(i) for i in range(400)]
+    for mode, count in (("keeping up", 160), ("busy", 400)):
+        path = tmp_path / f"{mode}.duckdb"
+        recorder = Recorder(path)
+        recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
+        for i in range(count):
+            recorder.frame(frame_row(1, i, now_us(), "server", "text", texts[i], None))
+            if mode == "keeping up" and i % 40 == 39:
+                time.sleep(0.3)  # 2.6 MB at a time: less than a batch, written at the commit tick
+        recorder.stop()  # "busy": 26 MB in batches of 8 MiB, past DuckDB's 16 MB checkpoint
+        assert recorded(path, "SELECT count(*) FROM frames") == [(count,)]
+        if mode == "keeping up":
+            assert _text_compression(path) == {"ZSTD"}
+        else:
+            assert "Uncompressed" in _text_compression(path)
 
 
 async def test_parsed_columns_come_from_the_protocol_model(chat_server, proxy) -> None:

@@ -14,7 +14,7 @@ from wsproxy import __version__
 from wsproxy.har import from_har
 from wsproxy.jsonl import frame_from_record, read_records
 from wsproxy.protocol import decode
-from wsproxy.recorder import frames_table, open_for_writing
+from wsproxy.recorder import close_checkpoint, frames_table, open_for_writing
 from wsproxy.replay.model import RecordedFrame, iso_to_us
 from wsproxy.schema import frame_row
 from wsproxy.store import StoreError
@@ -122,7 +122,7 @@ def _write(db: Path, session: dict[str, Any], connections: list[dict[str, Any]],
             con.execute("INSERT INTO frame_store BY NAME SELECT * FROM wsproxy_import")
             con.unregister("wsproxy_import")
         con.execute("COMMIT")
-        con.execute("CHECKPOINT")
+        close_checkpoint(con)
     finally:
         con.close()
     return Imported(session_id, len(connections), len(rows), skipped)

@@ -44,11 +44,14 @@ VIOLATION_TYPES = (pa.int32(), pa.int32(), pa.int32(), _TS, pa.string(), pa.stri
 
 
 MEMORY_LIMIT = "1GB"  # DuckDB's buffer pool in the recorder; beyond it DuckDB evicts (and spills) pages
-# DuckDB checkpoints (moves the WAL into the file) when the WAL reaches this size. Each checkpoint
-# rewrites the table's last, partly filled row group, so with the default 16 MB large messages were
-# rewritten several times over: 256 MB took proxy CPU for 64 KiB messages from ~290 to ~210 ms per
-# 1,000 (docs/performance.md). The WAL is durable either way; a crash replays it at the next open.
-CHECKPOINT_THRESHOLD = "256MB"
+# When DuckDB checkpoints (moves its write-ahead log into the file, every 16 MB of log) it also
+# merges the table's partly filled row groups, rewriting them whole ("vacuum"). A recording of
+# large messages was rewritten again and again: successive checkpoints of 256 MB took 0.4, 1.7,
+# 0.4, 3.4 ... 12 s, and large-message throughput fell as the file grew (docs/performance.md).
+# The recorder only appends, so it writes without merging, and merges once when it closes a
+# recording small enough for that to be quick.
+WRITE_CONFIG = {"memory_limit": MEMORY_LIMIT, "max_vacuum_tasks": 0}
+MERGE_AT_CLOSE_BELOW = 64 * 1024 * 1024  # bytes of recorded messages (not of the file: it is compressed)
 
 
 class RecordingError(Exception):
@@ -104,6 +107,7 @@ class Recorder:
         self._oldest_pending: float | None = None
         self._wake = threading.Event()
         self._batch_ready = False
+        self._busy = False  # writing full batches back to back: store large messages uncompressed
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -145,7 +149,7 @@ class Recorder:
                 try:
                     self._con.execute("UPDATE sessions SET ended_at = make_timestamptz(?) WHERE session_id = ?",
                                       [now_us(), self.session_id])
-                    self._con.execute("CHECKPOINT")
+                    close_checkpoint(self._con)
                 except duckdb.Error as exc:
                     self.error = f"could not finish the recording {self.path}: {exc}"
             self._con.close()
@@ -230,7 +234,7 @@ class Recorder:
                 with self._lock:
                     batch, self._pending = self._pending, []
                     self._pending_bytes = 0
-                    self._batch_ready = False
+                    full, self._batch_ready = self._batch_ready, False
                 if self._capacity is not None and not self._capacity.is_set():
                     # The backlog is empty again: the relay goes on while this batch is written
                     # (memory: at most the batch being written plus one more high-water mark).
@@ -238,6 +242,7 @@ class Recorder:
                 if batch:
                     lag = time.monotonic() - (self._oldest_pending or time.monotonic())
                     try:
+                        self._prefer_speed(full)
                         self._write(batch)
                     except Exception as exc:  # disk full, file gone, ...: fail loudly, never silently
                         self._fail(f"writing to {self.path} failed: {exc}")
@@ -247,6 +252,15 @@ class Recorder:
                 return
             if stopping and self.error is not None:
                 return
+
+    def _prefer_speed(self, busy: bool) -> None:
+        # DuckDB compresses long strings with ZSTD when it checkpoints, which halves how fast
+        # large messages are written (docs/performance.md). While full batches keep coming the
+        # recorder stores them uncompressed rather than slow the traffic down; otherwise it compresses.
+        if busy != self._busy and self._con is not None:
+            self._con.execute("SET disabled_compression_methods = 'zstd'" if busy
+                              else "RESET disabled_compression_methods")
+            self._busy = busy
 
     def _write(self, batch: list[Any]) -> None:
         if self._fail_hook is not None:
@@ -313,8 +327,13 @@ def frames_table(rows: list[tuple[Any, ...]]) -> pa.Table:
 
 
 def arrow_table(rows: list[tuple[Any, ...]], names: tuple[str, ...], types: tuple[pa.DataType, ...]) -> pa.Table:
-    columns = list(zip(*rows))
-    arrays = [pa.array(column, type=kind) for column, kind in zip(columns, types)]
+    arrays = []
+    for index, kind in enumerate(types):
+        arrays.append(pa.array([row[index] for row in rows], type=kind))
+        # Converting Python objects holds the GIL, and the relay waits for it: a whole batch at once
+        # held it for ~1.5 ms every 200 ms, which showed in the relay's p99 latency. One column at a
+        # time, with the GIL offered back in between, keeps each wait to a fraction of that.
+        time.sleep(0)
     return pa.Table.from_arrays(arrays, names=list(names))
 
 
@@ -326,8 +345,7 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
     """Open a recording to append to, creating it (and upgrading it) as needed."""
     try:
         # DuckDB caches up to 80 % of RAM by default; a recorder runs for days next to other work
-        con = duckdb.connect(str(path), config={"memory_limit": MEMORY_LIMIT,
-                                                "checkpoint_threshold": CHECKPOINT_THRESHOLD})
+        con = duckdb.connect(str(path), config=WRITE_CONFIG)
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" in text.lower():
@@ -342,6 +360,14 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
         con.close()
         raise
     return con
+
+
+def close_checkpoint(con: duckdb.DuckDBPyConnection) -> None:
+    """The last checkpoint before closing a recording we wrote: it merges small row groups (many short
+    sessions would otherwise leave a file 14x larger) unless there is too much to rewrite quickly."""
+    if con.execute("SELECT coalesce(sum(size), 0) FROM frame_store").fetchone()[0] < MERGE_AT_CLOSE_BELOW:
+        con.execute("RESET max_vacuum_tasks")
+    con.execute("CHECKPOINT")
 
 
 def check_or_create_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
