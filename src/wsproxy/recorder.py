@@ -365,7 +365,7 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
 def close_checkpoint(con: duckdb.DuckDBPyConnection) -> None:
     """The last checkpoint before closing a recording we wrote: it merges small row groups (many short
     sessions would otherwise leave a file 14x larger) unless there is too much to rewrite quickly."""
-    if con.execute("SELECT coalesce(sum(size), 0) FROM frame_store").fetchone()[0] < MERGE_AT_CLOSE_BELOW:
+    if con.execute("SELECT coalesce(sum(size), 0) FROM frame_store").fetchall()[0][0] < MERGE_AT_CLOSE_BELOW:
         con.execute("RESET max_vacuum_tasks")
     con.execute("CHECKPOINT")
 
