@@ -23,6 +23,7 @@ import functools
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -312,6 +313,8 @@ def main() -> None:
         for process in (proxy, unchecked, echo):
             if process.poll() is None:
                 process.kill()
+            process.wait()
+        shutil.rmtree(tmp, ignore_errors=True)  # gigabytes after the 64 KiB runs
 
 
 if __name__ == "__main__":
