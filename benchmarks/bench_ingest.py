@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from wsproxy.protocol import decode
-from wsproxy.recorder import frames_table, open_for_writing
+from wsproxy.recorder import frames_table, insert_frames, open_for_writing
 from wsproxy.schema import frame_row
 
 SAMPLES = [
@@ -69,9 +69,7 @@ def by_executemany(con, chunk, _tmp) -> None:
 
 
 def by_arrow(con, chunk, _tmp) -> None:
-    con.register("batch", frames_table(chunk))
-    con.execute("INSERT INTO frame_store BY NAME SELECT * FROM batch")
-    con.unregister("batch")
+    insert_frames(con, chunk)  # the recorder's own path
 
 
 def by_parquet(con, chunk, tmp) -> None:

@@ -14,7 +14,7 @@ from wsproxy import __version__
 from wsproxy.har import from_har
 from wsproxy.jsonl import frame_from_record, read_records
 from wsproxy.protocol import decode
-from wsproxy.recorder import close_checkpoint, frames_table, open_for_writing
+from wsproxy.recorder import close_checkpoint, insert_frames, open_for_writing
 from wsproxy.replay.model import RecordedFrame, iso_to_us
 from wsproxy.schema import frame_row
 from wsproxy.store import StoreError
@@ -118,9 +118,7 @@ def _write(db: Path, session: dict[str, Any], connections: list[dict[str, Any]],
                                   data if data is not None else ("" if f.kind in ("text", "close") else b""),
                                   parsed, f.close_code))
         if rows:
-            con.register("wsproxy_import", frames_table(rows))
-            con.execute("INSERT INTO frame_store BY NAME SELECT * FROM wsproxy_import")
-            con.unregister("wsproxy_import")
+            insert_frames(con, rows)
         con.execute("COMMIT")
         close_checkpoint(con)
     finally:

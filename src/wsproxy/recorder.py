@@ -8,8 +8,9 @@ columnar Arrow batch (executemany could not keep up: see docs/performance.md).
 Nothing is dropped: when the backlog passes ``high_water`` rows or ``high_water_bytes``,
 ``wait_for_capacity`` makes the relay's pumps wait, so back pressure reaches the sockets
 (we chose back pressure over spilling to disk: the recording stays the single source of
-truth and memory stays bounded, at most the batch being written plus one high-water mark). When writing fails, ``error`` is set, ``on_failure`` is called
-and the relay stops relaying rather than pass traffic it cannot record.
+truth and memory stays bounded, at most the batch being written plus one high-water mark).
+When writing fails, ``error`` is set, ``on_failure`` is called and the relay stops relaying
+rather than pass traffic it cannot record.
 """
 
 from __future__ import annotations
@@ -276,26 +277,20 @@ class Recorder:
         try:
             # One statement per kind and batch (a statement per connection cost memory and time)
             if opens:
-                con.register("wsproxy_opens", arrow_table(opens, OPEN_COLUMNS, OPEN_TYPES))
-                con.execute(f"INSERT INTO connections ({', '.join(OPEN_COLUMNS)}) SELECT * FROM wsproxy_opens")
-                con.unregister("wsproxy_opens")
+                execute_with(con, arrow_table(opens, OPEN_COLUMNS, OPEN_TYPES),
+                             f"INSERT INTO connections ({', '.join(OPEN_COLUMNS)}) SELECT * FROM {BATCH}")
             if rows:
-                con.register("wsproxy_batch", frames_table(rows))
-                con.execute("INSERT INTO frame_store BY NAME SELECT * FROM wsproxy_batch")
-                con.unregister("wsproxy_batch")
+                insert_frames(con, rows)
             if violations:
-                con.register("wsproxy_violations", arrow_table(violations, VIOLATION_COLUMNS, VIOLATION_TYPES))
-                con.execute("INSERT INTO violations SELECT * FROM wsproxy_violations")
-                con.unregister("wsproxy_violations")
+                execute_with(con, arrow_table(violations, VIOLATION_COLUMNS, VIOLATION_TYPES),
+                             f"INSERT INTO violations SELECT * FROM {BATCH}")
             if closes:
-                con.register("wsproxy_closes", arrow_table(
+                execute_with(con, arrow_table(
                     [(c.conn_id, c.closed_at_us, c.close_code, c.close_reason, c.closed_by, c.error) for c in closes],
-                    CLOSE_COLUMNS, CLOSE_TYPES))
-                con.execute("UPDATE connections SET closed_at = c.closed_at, close_code = c.close_code, "
-                            "close_reason = c.close_reason, closed_by = c.closed_by, "
-                            "error = coalesce(c.error, connections.error) "
-                            "FROM wsproxy_closes c WHERE connections.conn_id = c.conn_id")
-                con.unregister("wsproxy_closes")
+                    CLOSE_COLUMNS, CLOSE_TYPES),
+                    "UPDATE connections SET closed_at = c.closed_at, close_code = c.close_code, "
+                    "close_reason = c.close_reason, closed_by = c.closed_by, "
+                    f"error = coalesce(c.error, connections.error) FROM {BATCH} c WHERE connections.conn_id = c.conn_id")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -319,6 +314,23 @@ class Recorder:
                 self._loop.call_soon_threadsafe(callback, *args)
             except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
                 pass
+
+
+BATCH = "wsproxy_batch"  # the name an Arrow table has in the statement ``execute_with`` runs
+
+
+def execute_with(con: duckdb.DuckDBPyConnection, table: pa.Table, sql: str) -> None:
+    """Run ``sql`` with ``table`` registered as ``BATCH`` (DuckDB scans the Arrow table in place)."""
+    con.register(BATCH, table)
+    try:
+        con.execute(sql)
+    finally:
+        con.unregister(BATCH)
+
+
+def insert_frames(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``frame_store`` rows (schema.frame_row) as one Arrow batch."""
+    execute_with(con, frames_table(rows), f"INSERT INTO frame_store BY NAME SELECT * FROM {BATCH}")
 
 
 def frames_table(rows: list[tuple[Any, ...]]) -> pa.Table:
