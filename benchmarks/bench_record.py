@@ -81,26 +81,34 @@ async def _connection_load(url: str, size: int, seconds: float, window: int, rat
         sent_at: list[float] = []
         deadline = time.perf_counter() + seconds
         done = asyncio.Event()
+        window_open = asyncio.Event()  # a reply came: the sender may have room again
 
         async def reader() -> None:
             nonlocal count
-            async for msg in ws:
-                latencies.append(time.perf_counter() - sent_at[count])
-                count += 1
-                if count == len(sent_at) and time.perf_counter() >= deadline:
-                    done.set()
-                    return
+            try:
+                async for msg in ws:
+                    latencies.append(time.perf_counter() - sent_at[count])
+                    count += 1
+                    window_open.set()
+                    if count == len(sent_at) and time.perf_counter() >= deadline:
+                        return
+            finally:  # done, or the connection went away: the sender must not wait for more
+                done.set()
+                window_open.set()
         task = asyncio.create_task(reader())
         interval = 1.0 / rate if rate else 0.0
         next_send = time.perf_counter()
-        while time.perf_counter() < deadline:
+        while time.perf_counter() < deadline and not done.is_set():
             if rate:
                 delay = next_send - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 next_send += interval
             elif len(sent_at) - count >= window:
-                await asyncio.sleep(0)
+                # Wait for a reply, not spin: a spinning load client takes a core from whatever it
+                # measures on a small machine, and it spins more the slower the path it measures.
+                window_open.clear()
+                await window_open.wait()
                 continue
             text = message(size, len(sent_at))
             sent_at.append(time.perf_counter())
@@ -197,6 +205,39 @@ def soak(pool: ProcessPoolExecutor, procs: int, url: str, pid: int, seconds: flo
     print("  RSS MiB every 10 s: " + ", ".join(f"{sample:.0f}" for sample in samples[9::10]))
 
 
+class Upstream:
+    """The server both sides talk to, in its own process, restarted on the same port before every
+    measurement: the chat server keeps every message it is sent (gigabytes after a few seconds of
+    64 KiB messages), and a server that has filled the machine's memory slows down whoever comes
+    next (direct 10 x 64 KiB: 17.7k, 19.9k, 19.0k, then 7.8k msg/s against one server)."""
+
+    def __init__(self, kind: str, port: int) -> None:
+        self.kind, self.port = kind, port
+        self.process: subprocess.Popen | None = None
+
+    def restart(self) -> None:
+        self.stop()
+        if self.kind == "echo":
+            command = [sys.executable, str(ECHO_SERVER), str(self.port)]
+        else:
+            command = [sys.executable, "-m", "wsproxy", "chat-server", "--port", str(self.port)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:  # until it accepts connections
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the {self.kind} server did not start on port {self.port}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 def start_proxy(port: int, upstream_port: int, db: Path, *extra: str) -> subprocess.Popen:
     proxy = subprocess.Popen([sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{port}",
                               "--upstream", f"ws://127.0.0.1:{upstream_port}", "--db", str(db),
@@ -265,11 +306,8 @@ def main() -> None:
     args = parser.parse_args()
     echo_port, proxy_port = free_port(), free_port()
     tmp = Path(tempfile.mkdtemp(prefix="wsproxy-bench-"))
-    if args.server == "echo":
-        echo = subprocess.Popen([sys.executable, str(ECHO_SERVER), str(echo_port)])
-    else:
-        echo = subprocess.Popen([sys.executable, "-m", "wsproxy", "chat-server", "--port", str(echo_port)],
-                                stdout=subprocess.DEVNULL)
+    upstream = Upstream(args.server, echo_port)
+    upstream.restart()
     proxy = start_proxy(proxy_port, echo_port, tmp / "bench.duckdb")
     unchecked_port = free_port()
     unchecked = start_proxy(unchecked_port, echo_port, tmp / "unchecked.duckdb", "--no-check")
@@ -282,7 +320,9 @@ def main() -> None:
         with ProcessPoolExecutor(max_workers=args.load_procs) as pool:
             for connections in map(int, args.connections.split(",")):
                 for size in map(int, args.sizes.split(",")):
+                    upstream.restart()
                     direct_rate, direct_lat = run_load(pool, args.load_procs, direct_url, connections, size, args.seconds)
+                    upstream.restart()
                     before = cpu_ms(proxy.pid)
                     proxy_rate, proxy_lat = run_load(pool, args.load_procs, proxy_url, connections, size, args.seconds)
                     catch_up = wait_idle(proxy.pid)
@@ -291,13 +331,18 @@ def main() -> None:
                     print(f"{connections:>5} {size:>7} | {direct_rate:>12,.0f} {proxy_rate:>12,.0f} "
                           f"{proxy_rate / direct_rate:>6.2f} | {pct(direct_lat, .5):>8.2f}/{pct(direct_lat, .99):<9.2f} "
                           f"{pct(proxy_lat, .5):>8.2f}/{pct(proxy_lat, .99):<9.2f} | {per_k:>15.1f} {catch_up:>10.2f}", flush=True)
-            fixed_rate_latency(pool, args.load_procs, direct_url, proxy_url, args.seconds + 1, args.latency_rounds)
-            checker_cost(pool, args.load_procs, (proxy, proxy_url), (unchecked, f"ws://127.0.0.1:{unchecked_port}"),
-                         args.seconds, args.cost_rounds)
+            if args.latency_rounds:
+                upstream.restart()
+                fixed_rate_latency(pool, args.load_procs, direct_url, proxy_url, args.seconds + 1, args.latency_rounds)
+            if args.cost_rounds:
+                upstream.restart()
+                checker_cost(pool, args.load_procs, (proxy, proxy_url), (unchecked, f"ws://127.0.0.1:{unchecked_port}"),
+                             args.seconds, args.cost_rounds)
             if args.server == "echo":
                 print("  (echo server: every echoed request comes back as a request from the server, a "
                       "wrong-direction finding per message; this measures a storm of findings, not clean traffic)")
             if args.soak:
+                upstream.restart()
                 soak(pool, args.load_procs, proxy_url, proxy.pid, args.soak)
         rss = peak_rss_mib(proxy.pid)
         stop_at = time.perf_counter()
@@ -310,10 +355,11 @@ def main() -> None:
               f"max writer lag {summary.get('max_writer_lag_ms', 'n/a')} ms, shutdown (final flush) {drain:.2f} s; "
               f"proxy peak RSS {rss:.0f} MiB")
     finally:
-        for process in (proxy, unchecked, echo):
+        for process in (proxy, unchecked):
             if process.poll() is None:
                 process.kill()
             process.wait()
+        upstream.stop()
         shutil.rmtree(tmp, ignore_errors=True)  # gigabytes after the 64 KiB runs
 
 
