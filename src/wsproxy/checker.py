@@ -63,7 +63,7 @@ class _Catchup:
 @dataclass(slots=True)
 class _Conn:
     conn_id: int
-    pending: dict[str, deque[_Request]] = field(default_factory=dict)
+    pending: dict[str, list[_Request]] = field(default_factory=dict)  # request id -> waiting, oldest first
     answered_at: dict[str, int] = field(default_factory=dict)  # request id -> seq of its first response
     request_seqs: dict[str, int] = field(default_factory=dict)  # request id -> seq of its first use
     remembered: deque[str] = field(default_factory=deque)  # the keys of request_seqs, oldest first
@@ -199,7 +199,7 @@ class Checker:
             conn.catchup = None
         queue = conn.pending.get(env.id)
         if queue is None:
-            conn.pending[env.id] = deque((request,))
+            conn.pending[env.id] = [request]  # a list: a deque per request cost 760 bytes
         else:
             queue.append(request)
         self._deadlines.append(request)
@@ -222,12 +222,13 @@ class Checker:
                           f"response {env.id!r} (seq {seq}) matches no request on this connection",
                           request_id=env.id)
             return
-        request = queue.popleft()
+        request = queue.pop(0)
         if not queue:
             del conn.pending[env.id]
         request.answered = True
         if env.id in conn.request_seqs:  # not for an id already forgotten (request_id_memory)
-            conn.answered_at.setdefault(env.id, seq)
+            # keyed by the request's own string, which request_seqs holds already: not a second copy
+            conn.answered_at.setdefault(request.request_id, seq)
         payload = self._response_payload(request, seq, ts, env, findings)
         if request.payload_type == self._subscribe and conn.catchup is None and type(payload) is SubscribeResponse:
             conn.catchup = _Catchup(request, seq, ts, payload.lastEventId, payload.count)
