@@ -143,6 +143,25 @@ def test_short_sessions_are_merged_into_one_row_group_when_a_small_file_closes(t
     assert recorded(tmp_path / "rec.duckdb", "SELECT count(*), count(DISTINCT conn_id) FROM frames") == [(600, 12)]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is a Linux feature")
+def test_the_writer_thread_yields_the_cpu_to_the_relay(tmp_path) -> None:
+    relay_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    if relay_nice >= 19:
+        pytest.skip("the tests already run at the lowest priority")
+    recorder = Recorder(tmp_path / "rec.duckdb")
+    recorder.start(label=None, listen="", upstream="", redacted=True)
+
+    def writer_nice() -> int:  # field 19 of /proc/.../stat
+        return int(open(f"/proc/self/task/{recorder._thread.native_id}/stat").read().rsplit(")", 1)[1].split()[16])
+    try:
+        deadline = time.monotonic() + 5
+        while writer_nice() == relay_nice and time.monotonic() < deadline:  # the thread sets it as it starts
+            time.sleep(0.01)
+        assert writer_nice() == min(19, relay_nice + 5)
+    finally:
+        recorder.stop()
+
+
 def test_a_large_file_is_never_rewritten_to_merge_row_groups(tmp_path, monkeypatch) -> None:
     # Merging rewrites row groups whole: for a file of large messages that was gigabytes per
     # checkpoint. Past the size limit every checkpoint, the closing one included, leaves them be.
@@ -389,6 +408,33 @@ async def test_500_concurrent_connections_lose_nothing(chat_server, proxy) -> No
     # 500 subscribes + 2000 news; their 2500 responses; 2000 new events
     assert counts == {"request": 2500, "response": 2500, "event": 2000}
     assert recorded(session.options.db, "SELECT count(*) FROM connections") == [(500,)]
+
+
+async def test_a_writer_that_falls_behind_slows_the_relay_and_loses_nothing(chat_server, proxy) -> None:
+    # Back pressure, not spilling (docs/recording.md): past the high-water mark the relay's pumps wait
+    # for the writer, so unwritten rows stay bounded however slow the disk is, and every frame is kept.
+    session = await proxy(chat_server.url)
+    recorder = session.recorder
+    recorder.high_water = 40
+    recorder._fail_hook = lambda: time.sleep(0.05)  # a slow disk: every batch takes 50 ms more
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, recorder.backlog)
+            await asyncio.sleep(0)
+    watcher = asyncio.create_task(watch())
+    try:
+        result = await run_load(session.url, users=10, messages=30, window=10, timeout=60)
+    finally:
+        watcher.cancel()
+    assert result.responses == 300 and result.events_received == 300
+    # each of the 20 pumps may add one row past the mark before it waits; opens and closes are rows too
+    assert 40 <= peak <= 40 + 20 + 20, peak
+    await session.stop()
+    counts = dict(recorded(session.options.db, "SELECT msg_type, count(*) FROM frames WHERE kind='text' GROUP BY 1"))
+    assert counts == {"request": 310, "response": 310, "event": 300}
 
 
 async def test_appending_a_session_to_an_existing_file(chat_server, proxy, tmp_path) -> None:

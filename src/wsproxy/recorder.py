@@ -16,6 +16,8 @@ rather than pass traffic it cannot record.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +55,11 @@ MEMORY_LIMIT = "1GB"  # DuckDB's buffer pool in the recorder; beyond it DuckDB e
 # recording small enough for that to be quick.
 WRITE_CONFIG = {"memory_limit": MEMORY_LIMIT, "max_vacuum_tasks": 0}
 MERGE_AT_CLOSE_BELOW = 64 * 1024 * 1024  # bytes of recorded messages (not of the file: it is compressed)
+# The writer thread runs at a lower CPU priority than the relay: on a busy machine a write (10-30 ms
+# of CPU every 200 ms) otherwise takes the core the relay needs, and messages wait for it. At a fixed
+# 5,000 msg/s the p99 added by the proxy fell from 1.5 to 0.9 ms; throughput is unchanged, because
+# when the writer falls behind back pressure idles the relay (docs/performance.md).
+WRITER_NICENESS = 5
 
 
 class RecordingError(Exception):
@@ -226,6 +233,7 @@ class Recorder:
     # --- the writer thread ---
 
     def _run(self) -> None:
+        lower_thread_priority(WRITER_NICENESS)
         while True:
             stopping = self._stopping  # read before taking the backlog: what came before stop() is written
             if not stopping:
@@ -347,6 +355,16 @@ def arrow_table(rows: list[tuple[Any, ...]], names: tuple[str, ...], types: tupl
         # time, with the GIL offered back in between, keeps each wait to a fraction of that.
         time.sleep(0)
     return pa.Table.from_arrays(arrays, names=list(names))
+
+
+def lower_thread_priority(niceness: int) -> None:
+    """Make the calling thread nicer (Linux schedules threads one by one; elsewhere do nothing)."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                           os.getpriority(os.PRIO_PROCESS, 0) + niceness)
+        except OSError:  # a sandbox that forbids it: run at normal priority
+            pass
 
 
 def now_us() -> int:
