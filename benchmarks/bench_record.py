@@ -1,18 +1,20 @@
 """Throughput and latency through `wsproxy record` against a direct connection, in one run.
 
-    .venv/bin/python benchmarks/bench_record.py [--seconds 2] [--load-procs 1]
+    .venv/bin/python benchmarks/bench_record.py [--seconds 3] [--load-procs 1] [--soak 90]
 
-The upstream runs in its own process: the reference chat server (`--server chat`, the default, as
-issue 3 defines the comparison), or a bare aiohttp echo server (`--server echo`), which does no work
-of its own and so exposes the proxy's full cost. Every connection subscribes, then sends `new`
-requests (unique ids, padded to the wanted size) and counts the replies (responses or echoes), with
-a window of requests in flight; the proxy decodes and records everything. The proxy is a real
-`wsproxy record` process; the load runs in separate processes.
+The upstream runs in its own process, restarted before every measurement (the chat server keeps every
+message it is sent): the reference chat server (`--server chat`, the default, as issue 3 defines the
+comparison), or a bare aiohttp echo server (`--server echo`), which does no work of its own and so
+exposes the proxy's full cost. Every connection subscribes, then sends `new` requests (unique ids,
+padded to the wanted size) and counts the replies (responses or echoes), with a window of requests in
+flight; the proxy decodes and records everything. The proxy is a real `wsproxy record` process; the
+load runs in separate processes.
 
 Prints, per scenario (connections x message size): messages/s direct and through the proxy, their
 ratio, p50/p99 round-trip latency, the proxy's CPU milliseconds per 1,000 messages and the seconds its
-writer needed to catch up after the load stopped; then a
-fixed-rate latency test (5,000 messages/s), the writer's lag and drain time, and the proxy's peak RSS.
+writer needed to catch up after the load stopped; then the p99 latency the proxy adds at a fixed
+5,000 messages/s, the live checker's cost, a 100-connection soak with the proxy's RSS, the writer's
+lag and drain time, and the proxy's peak RSS.
 """
 
 from __future__ import annotations
