@@ -416,7 +416,7 @@ async def test_a_writer_that_falls_behind_slows_the_relay_and_loses_nothing(chat
     session = await proxy(chat_server.url)
     recorder = session.recorder
     recorder.high_water = 40
-    recorder._fail_hook = lambda: time.sleep(0.05)  # a slow disk: every batch takes 50 ms more
+    recorder._write_hook = lambda: time.sleep(0.05)  # a slow disk: every batch takes 50 ms more
     peak = 0
 
     async def watch() -> None:
@@ -477,7 +477,7 @@ async def test_a_failing_writer_stops_the_relay_instead_of_relaying_unrecorded(c
 
         def disk_full() -> None:
             raise OSError(28, "No space left on device")
-        session.recorder._fail_hook = disk_full
+        session.recorder._write_hook = disk_full
         await ws.send_str('{"type":"request","timestamp":1,"id":"r1","payloadType":"subscribe","payload":{}}')
         msg = await asyncio.wait_for(ws.receive(), 3)
         while msg.type == WSMsgType.TEXT:

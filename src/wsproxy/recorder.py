@@ -122,7 +122,7 @@ class Recorder:
         self._next_conn_id = 1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._capacity: asyncio.Event | None = None
-        self._fail_hook: Callable[[], None] | None = None  # tests: make the writer fail on purpose
+        self._write_hook: Callable[[], None] | None = None  # tests: make the writer fail or stall on purpose
 
     # --- lifecycle ---
 
@@ -272,8 +272,8 @@ class Recorder:
             self._busy = busy
 
     def _write(self, batch: list[Any]) -> None:
-        if self._fail_hook is not None:
-            self._fail_hook()
+        if self._write_hook is not None:
+            self._write_hook()
         con = self._con
         assert con is not None
         started = time.perf_counter()
