@@ -23,7 +23,7 @@ from wsproxy.chat.server import CORE_KEY
 from wsproxy.record import ConfigError, RecordOptions, RecordSession, parse_listen, parse_upstream
 from wsproxy.protocol import decode
 from wsproxy import recorder as recorder_module
-from wsproxy.recorder import Recorder, RecordingError, frames_table, now_us
+from wsproxy.recorder import Recorder, RecordingError, frames_table, now_us, split_by_size
 from wsproxy.schema import DDL, frame_row
 
 TEXTS = ["hello", "", "unicode: héllo wörld ✓ 漢字 🎉", '{"type":"event","timestamp":1,"eventType":"typing"}',
@@ -121,6 +121,33 @@ async def test_a_full_batch_is_written_at_once_not_at_the_next_commit_tick(tmp_p
     finally:
         recorder.stop()
     assert recorded(tmp_path / "rec.duckdb", "SELECT seq, size FROM frames ORDER BY seq") == [(1, 65536), (2, 65536)]
+
+
+def test_a_backlog_of_large_messages_is_committed_in_parts_that_fit_in_memory(tmp_path, monkeypatch) -> None:
+    # DuckDB keeps a transaction's rows in memory until it commits: written as one transaction, this
+    # backlog (96 MiB against a 32 MB limit) fails to commit, and a failed write stops the relay.
+    monkeypatch.setitem(recorder_module.WRITE_CONFIG, "memory_limit", "32MB")
+    monkeypatch.setattr(recorder_module, "MAX_TRANSACTION_BYTES", 8 * 1024 * 1024)
+    recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=1 << 40)
+    recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
+    size = 4 * 1024 * 1024
+    for seq in range(24):  # queued faster than the writer wakes: one backlog, written at stop()
+        recorder.frame(frame_row(1, seq, now_us(), "client", "text", f"{seq:08d}" + "x" * (size - 8), None))
+    recorder.stop()
+    assert recorder.error is None
+    assert recorder.stats.batches >= 12  # two 4 MiB messages per transaction
+    assert recorded(tmp_path / "rec.duckdb", "SELECT count(*), sum(size), count(DISTINCT left(text, 8)) "
+                    "FROM frames") == [(24, 24 * size, 24)]
+
+
+def test_a_backlog_is_cut_in_order_and_only_when_too_large() -> None:
+    def frame(size: int) -> tuple:
+        return frame_row(1, size, 0, "client", "text", "x" * size, None)
+    batch = [frame(5), frame(5), "open", frame(5), frame(20), frame(1), "close"]
+    assert split_by_size(batch, 41, 100) == [batch]
+    parts = split_by_size(batch, 41, 10)
+    assert [item for part in parts for item in part] == batch
+    assert parts == [batch[:3], batch[3:4], batch[4:5], batch[5:]]  # a frame past the limit goes alone
 
 
 def _record_short_sessions(path, sessions: int, frames_each: int) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import msgspec
 
+from wsproxy.errors import first_line
 from wsproxy.store import StoreError, open_recording
 
 ALLOWED = frozenset({"SELECT", "EXPLAIN"})
@@ -45,7 +46,7 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
-        raise QueryError(f"the SQL does not parse: {_first_line(exc)}") from None
+        raise QueryError(f"the SQL does not parse: {first_line(exc)}") from None
     if not statements:
         raise QueryError("no SQL statement given")
     for statement in statements:
@@ -63,7 +64,7 @@ def execute(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None =
         result = con.execute(sql, params or [])
         rows = result.fetchmany(limit) if limit is not None else result.fetchall()
     except duckdb.Error as exc:
-        raise QueryError(f"the query failed: {_first_line(exc)}") from None
+        raise QueryError(f"the query failed: {first_line(exc)}") from None
     description = result.description or []
     return QueryResult([d[0] for d in description], [str(d[1]) for d in description], rows)
 
@@ -107,5 +108,3 @@ def json_value(value: Any) -> Any:
     return value
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0]

@@ -29,6 +29,7 @@ import duckdb
 import pyarrow as pa
 
 from wsproxy import __version__
+from wsproxy.errors import first_line
 from wsproxy.schema import APPLICATION, DDL, FRAME_COLUMNS, MIGRATIONS, SCHEMA_VERSION, VIOLATION_COLUMNS
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -55,6 +56,10 @@ MEMORY_LIMIT = "1GB"  # DuckDB's buffer pool in the recorder; beyond it DuckDB e
 # recording small enough for that to be quick.
 WRITE_CONFIG = {"memory_limit": MEMORY_LIMIT, "max_vacuum_tasks": 0}
 MERGE_AT_CLOSE_BELOW = 64 * 1024 * 1024  # bytes of recorded messages (not of the file: it is compressed)
+# DuckDB holds a transaction's rows in its memory until it commits: a backlog of large messages
+# (150 clients sending 16 MB each at once) failed to commit within MEMORY_LIMIT and stopped the relay.
+# The writer commits a large backlog in parts of at most this many message bytes.
+MAX_TRANSACTION_BYTES = 64 * 1024 * 1024
 # The writer thread runs at a lower CPU priority than the relay: on a busy machine a write (10-30 ms
 # of CPU every 200 ms) otherwise takes the core the relay needs, and messages wait for it. At a fixed
 # 5,000 msg/s the p99 added by the proxy fell from 1.5 to 0.9 ms; throughput is unchanged, because
@@ -242,7 +247,7 @@ class Recorder:
             if self.error is None:
                 with self._lock:
                     batch, self._pending = self._pending, []
-                    self._pending_bytes = 0
+                    batch_bytes, self._pending_bytes = self._pending_bytes, 0
                     full, self._batch_ready = self._batch_ready, False
                 if self._capacity is not None and not self._capacity.is_set():
                     # The backlog is empty again: the relay goes on while this batch is written
@@ -252,9 +257,10 @@ class Recorder:
                     lag = time.monotonic() - (self._oldest_pending or time.monotonic())
                     try:
                         self._prefer_speed(full)
-                        self._write(batch)
+                        for transaction in split_by_size(batch, batch_bytes, MAX_TRANSACTION_BYTES):
+                            self._write(transaction)
                     except Exception as exc:  # disk full, file gone, ...: fail loudly, never silently
-                        self._fail(f"writing to {self.path} failed: {exc}")
+                        self._fail(f"writing to {self.path} failed: {first_line(exc)}")
                     else:
                         self.stats.max_lag_seconds = max(self.stats.max_lag_seconds, lag)
             if stopping and not self._pending:
@@ -324,6 +330,22 @@ class Recorder:
                 pass
 
 
+def split_by_size(batch: list[Any], batch_bytes: int, limit: int) -> list[list[Any]]:
+    """``batch`` in order, cut into parts of at most ``limit`` bytes of frames (each part holds at least
+    one item). ``batch_bytes`` is what the relay counted: small batches are not looked at."""
+    if batch_bytes <= limit:
+        return [batch]
+    parts, start, size = [], 0, 0
+    for index, item in enumerate(batch):
+        if type(item) is tuple:
+            size += item[5]
+            if size > limit and index > start:
+                parts.append(batch[start:index])
+                start, size = index, item[5]
+    parts.append(batch[start:])
+    return parts
+
+
 BATCH = "wsproxy_batch"  # the name an Arrow table has in the statement ``execute_with`` runs
 
 
@@ -333,7 +355,10 @@ def execute_with(con: duckdb.DuckDBPyConnection, table: pa.Table, sql: str) -> N
     try:
         con.execute(sql)
     finally:
-        con.unregister(BATCH)
+        try:
+            con.unregister(BATCH)
+        except duckdb.Error:  # the statement failed and aborted the transaction: report its error, not this
+            pass
 
 
 def insert_frames(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
@@ -377,13 +402,13 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
         # DuckDB caches up to 80 % of RAM by default; a recorder runs for days next to other work
         con = duckdb.connect(str(path), config=WRITE_CONFIG)
     except duckdb.IOException as exc:
-        text = str(exc)
-        if "lock" in text.lower():
+        text = first_line(exc)
+        if "lock" in str(exc).lower():
             raise RecordingError(f"{path} is being written by another process (another `wsproxy record`?): "
                                  f"record into another file with --db, or stop that process") from None
-        raise RecordingError(f"cannot open {path}: {text.splitlines()[0]}") from None
+        raise RecordingError(f"cannot open {path}: {text}") from None
     except duckdb.Error as exc:
-        raise RecordingError(f"{path} is not a DuckDB file wsproxy can use: {str(exc).splitlines()[0]}") from None
+        raise RecordingError(f"{path} is not a DuckDB file wsproxy can use: {first_line(exc)}") from None
     try:
         check_or_create_schema(con, path)
     except BaseException:

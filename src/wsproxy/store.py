@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import msgspec
 
-from wsproxy.errors import UserError
+from wsproxy.errors import UserError, first_line
 from wsproxy.replay.model import RecordedConnection, RecordedFrame, RecordedSession
 from wsproxy.schema import EXCHANGES_VIEW, SCHEMA_VERSION, USER_NAME_SQL, VIEWS, VIOLATIONS_TABLE
 
@@ -40,7 +40,7 @@ def open_recording(path: Path) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
-        text = str(exc).splitlines()[0]
+        text = first_line(exc)
         if "lock" in text.lower():
             raise StoreError(f"{path} is being written by `wsproxy record`: stop it first, or query a copy "
                              f"of the file") from None

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import msgspec
 
+from wsproxy.errors import first_line
 from wsproxy.jsonl import is_jsonl, session_from_jsonl
 from wsproxy.replay.model import RecordedSession
 from wsproxy.replay.plan import Divergence
@@ -62,7 +63,7 @@ def save_divergences(recording: Path, session_id: int, started_us: int, divergen
     try:
         con = duckdb.connect(str(recording))
     except duckdb.Error as exc:
-        raise StoreError(f"cannot store divergences in {recording}: {str(exc).splitlines()[0]}; "
+        raise StoreError(f"cannot store divergences in {recording}: {first_line(exc)}; "
                          f"use --report FILE") from None
     try:
         con.execute("BEGIN TRANSACTION")
