@@ -140,6 +140,37 @@ def test_a_backlog_of_large_messages_is_committed_in_parts_that_fit_in_memory(tm
                     "FROM frames") == [(24, 24 * size, 24)]
 
 
+def test_a_write_that_runs_out_of_memory_is_retried(tmp_path) -> None:
+    # A query on the live recording shares the writer's DuckDB memory; while it holds most of it a
+    # write fails, committing nothing. The writer retries (back pressure holds the relay meanwhile).
+    failures = [duckdb.OutOfMemoryException("Out of Memory Error: a live query holds it")] * 2
+    recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=0.05)
+
+    def out_of_memory_twice() -> None:
+        if failures:
+            raise failures.pop()
+    recorder._write_hook = out_of_memory_twice
+    recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
+    for seq in range(3):
+        recorder.frame(frame_row(1, seq, now_us(), "client", "text", f'{{"n":{seq}}}', None))
+    recorder.stop()
+    assert recorder.error is None and recorder.stats.write_retries == 2
+    assert recorded(tmp_path / "rec.duckdb", "SELECT count(*), count(DISTINCT seq) FROM frames") == [(3, 3)]
+
+
+def test_a_write_that_stays_out_of_memory_fails_with_duckdbs_reason(tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(recorder_module.WRITE_CONFIG, "memory_limit", "32MB")
+    monkeypatch.setattr(recorder_module, "MAX_TRANSACTION_BYTES", 1 << 40)
+    monkeypatch.setattr(recorder_module, "RETRY_FOR_SECONDS", 0.5)
+    recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=1 << 40)
+    recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
+    for seq in range(8):  # 64 MiB in one transaction: more than DuckDB may hold
+        recorder.frame(frame_row(1, seq, now_us(), "client", "text", f"{seq:08d}" + "x" * (8 * 1024 * 1024 - 8), None))
+    recorder.stop()
+    assert recorder.stats.write_retries >= 1
+    assert "Out of Memory Error" in recorder.error and "\n" not in recorder.error  # DuckDB's reason, one line
+
+
 def test_a_backlog_is_cut_in_order_and_only_when_too_large() -> None:
     def frame(size: int) -> tuple:
         return frame_row(1, size, 0, "client", "text", "x" * size, None)

@@ -60,6 +60,7 @@ MERGE_AT_CLOSE_BELOW = 64 * 1024 * 1024  # bytes of recorded messages (not of th
 # (150 clients sending 16 MB each at once) failed to commit within MEMORY_LIMIT and stopped the relay.
 # The writer commits a large backlog in parts of at most this many message bytes.
 MAX_TRANSACTION_BYTES = 64 * 1024 * 1024
+RETRY_FOR_SECONDS = 10.0  # how long a write that ran out of memory is retried before the recording fails
 # The writer thread runs at a lower CPU priority than the relay: on a busy machine a write (10-30 ms
 # of CPU every 200 ms) otherwise takes the core the relay needs, and messages wait for it. At a fixed
 # 5,000 msg/s the p99 added by the proxy fell from 1.5 to 0.9 ms; throughput is unchanged, because
@@ -100,6 +101,7 @@ class RecorderStats:
     write_seconds: float = 0.0
     max_lag_seconds: float = 0.0
     violations: int = 0
+    write_retries: int = 0  # writes retried because DuckDB was out of memory
 
 
 @dataclass
@@ -258,7 +260,7 @@ class Recorder:
                     try:
                         self._prefer_speed(full)
                         for transaction in split_by_size(batch, batch_bytes, MAX_TRANSACTION_BYTES):
-                            self._write(transaction)
+                            self._write_patiently(transaction)
                     except Exception as exc:  # disk full, file gone, ...: fail loudly, never silently
                         self._fail(f"writing to {self.path} failed: {first_line(exc)}")
                     else:
@@ -276,6 +278,23 @@ class Recorder:
             self._con.execute("SET disabled_compression_methods = 'zstd'" if busy
                               else "RESET disabled_compression_methods")
             self._busy = busy
+
+    def _write_patiently(self, batch: list[Any]) -> None:
+        """Write, retrying for a while when DuckDB is out of memory: a query on the live recording
+        shares the writer's memory and can hold most of it for a moment (it made writes fail, and the
+        relay stop). Meanwhile back pressure holds the relay. A failed write committed nothing."""
+        give_up = time.monotonic() + RETRY_FOR_SECONDS
+        delay = 0.05
+        while True:
+            try:
+                self._write(batch)
+                return
+            except (duckdb.OutOfMemoryException, duckdb.TransactionException) as exc:
+                if not _out_of_memory(exc) or time.monotonic() + delay > give_up:
+                    raise
+                self.stats.write_retries += 1
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _write(self, batch: list[Any]) -> None:
         if self._write_hook is not None:
@@ -307,7 +326,10 @@ class Recorder:
                     f"error = coalesce(c.error, connections.error) FROM {BATCH} c WHERE connections.conn_id = c.conn_id")
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:  # a failed COMMIT has rolled back already: report why it failed, not this
+                pass
             raise
         stats = self.stats
         stats.rows_written += len(rows)
@@ -328,6 +350,14 @@ class Recorder:
                 self._loop.call_soon_threadsafe(callback, *args)
             except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
                 pass
+
+
+def _out_of_memory(exc: duckdb.Error) -> bool:
+    """DuckDB ran out of memory in a statement, or in the COMMIT (which then rolled back)."""
+    text = str(exc)
+    return isinstance(exc, duckdb.OutOfMemoryException) or (
+        "Failed to commit" in text and ("Out of Memory" in text or "failed to pin" in text
+                                        or "failed to allocate" in text))
 
 
 def split_by_size(batch: list[Any], batch_bytes: int, limit: int) -> list[list[Any]]:

@@ -59,6 +59,7 @@ def summary(session: RecordSession) -> dict[str, Any]:
             "frames_client": counters.frames["client"], "frames_server": counters.frames["server"],
             "bytes": counters.bytes["client"] + counters.bytes["server"],
             "rows_written": stats.rows_written, "max_writer_lag_ms": round(stats.max_lag_seconds * 1000, 1),
+            "write_retries": stats.write_retries,
             "findings": dict(session.live_check.counts) if session.live_check is not None else None,
             "error": session.recorder.error}
 
