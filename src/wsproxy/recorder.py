@@ -289,7 +289,7 @@ class Recorder:
             try:
                 self._write(batch)
                 return
-            except (duckdb.OutOfMemoryException, duckdb.TransactionException) as exc:
+            except duckdb.Error as exc:
                 if not _out_of_memory(exc) or time.monotonic() + delay > give_up:
                     raise
                 self.stats.write_retries += 1

@@ -14,7 +14,6 @@ from wsproxy.relay import DEFAULT_MAX_MESSAGE, aiohttp_limit
 from wsproxy.replay.plan import Divergence, ReplayPlan, Send, render
 
 
-
 @dataclass
 class ReplayCounters:
     clients: int = 0
