@@ -13,8 +13,8 @@ import time
 
 import msgspec
 
-from wsproxy.checker import Checker
-from wsproxy.protocol import decode
+from wsproxy.core.checker import Checker
+from wsproxy.core.protocol import decode
 
 
 def traffic(connections: int, rounds: int) -> list[tuple[int, int, int, str, str]]:

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_decode.py [--seconds 2]
 
-Prints messages/s for ``wsproxy.protocol.decode`` (envelope + payload validation +
+Prints messages/s for ``wsproxy.core.protocol.decode`` (envelope + payload validation +
 single-message findings) and for ``msgspec.json.decode`` of the same bytes, and their
 ratio. Target (issue 2): ratio >= 0.5.
 """
@@ -14,7 +14,7 @@ import time
 
 import msgspec
 
-from wsproxy.protocol import decode
+from wsproxy.core.protocol import decode
 
 MIX: list[tuple[str, str]] = [
     # valid messages of every type, in the proportions of a chat session

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from wsproxy.protocol import decode
-from wsproxy.recorder import frames_table, insert_frames, open_for_writing
-from wsproxy.schema import frame_row
+from wsproxy.core.protocol import decode
+from wsproxy.store.batches import frames_table, insert_frames
+from wsproxy.store.files import open_for_writing
+from wsproxy.core.rows import frame_row
 
 SAMPLES = [
     ("client", '{"type":"request","timestamp":1700000002.123,"id":"load0001-042","payloadType":"new","payload":{"chatId":"load0002","message":"message 42 from load0001"}}'),

@@ -39,7 +39,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from wsproxy.profile import CHAT_PROFILE
+from wsproxy.core.profile import CHAT_PROFILE
 
 ID_MEMORY = CHAT_PROFILE.request_id_memory  # request ids the checker remembers per connection
 ECHO_SERVER = Path(__file__).parent.parent / "scripts" / "echo_server.py"  # shared with scripts/autobahn.py

@@ -44,7 +44,7 @@ import duckdb  # noqa: E402
 import msgspec  # noqa: E402
 from aiohttp import WSMsgType, web  # noqa: E402
 
-from wsproxy.record import RecordOptions, RecordSession  # noqa: E402
+from wsproxy.record.session import RecordOptions, RecordSession  # noqa: E402
 
 
 FLOOD_SENT = [0]  # messages /flood managed to send (the test resets it)

@@ -54,7 +54,7 @@ def test_every_reading_command_refuses_bad_files_in_one_line(command, kind, tmp_
     args = [a.format(f=target, tmp=tmp_path) for a in READERS[command]]
     result = wsproxy(*args)
     lines = result.stderr.strip().splitlines()
-    assert result.returncode != 0, result.stdout
+    assert result.returncode == 2, result.stdout
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     assert "Traceback" not in result.stderr
 
@@ -63,7 +63,7 @@ def test_a_replay_source_with_no_session(tmp_path) -> None:
     path = tmp_path / "empty.jsonl"
     path.write_text('{"record":"wsproxy-jsonl","version":1}\n')
     result = wsproxy("replay", str(path))
-    assert result.returncode == 1 and "holds no session record" in result.stderr
+    assert result.returncode == 2 and "holds no session record" in result.stderr
 
 
 def test_a_port_in_use_for_replay(tmp_path) -> None:
@@ -75,7 +75,7 @@ def test_a_port_in_use_for_replay(tmp_path) -> None:
         port = busy.getsockname()[1]
         golden = Path(__file__).parent.parent / "fixtures" / "schema-v1-demo.duckdb"
         result = wsproxy("replay", str(golden), "--listen", f"127.0.0.1:{port}")
-    assert result.returncode == 1 and "address already in use" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "address already in use" in result.stderr and "Traceback" not in result.stderr
 
 
 # --- the pure core never raises on generated traffic ---
@@ -83,7 +83,7 @@ def test_a_port_in_use_for_replay(tmp_path) -> None:
 def _overview_plan():
     from pathlib import Path
 
-    from wsproxy.replay.plan import ReplayPlan
+    from wsproxy.core.replay_plan import ReplayPlan
     from wsproxy.replay.source import load_recording
     return load_recording(Path(__file__).parent.parent / "fixtures" / "schema-v1-demo.duckdb"), ReplayPlan
 
@@ -103,7 +103,7 @@ MESSAGES = st.one_of(
 @given(st.lists(st.tuples(st.sampled_from(["bind", "msg", "msg", "close"]), st.sampled_from(["User1", "User2", "X"]),
                           MESSAGES, st.sampled_from(["strict", "loose"])), max_size=30))
 def test_replay_matching_never_raises(steps) -> None:
-    from wsproxy.replay.plan import render
+    from wsproxy.core.replay_plan import render
     session, ReplayPlan = _overview_plan()
     plans = {"strict": ReplayPlan(session), "loose": ReplayPlan(session, match="loose")}
     bound: dict[str, list[int]] = {"strict": [], "loose": []}

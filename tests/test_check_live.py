@@ -13,7 +13,7 @@ import pytest
 from conftest import recorded
 from wsproxy.chat.client import ChatError, overview_flow, run_load
 from wsproxy.chat.faults import FAULTS
-from wsproxy.check import check_recording
+from wsproxy.inspect.check import check_recording
 
 # fault -> the finding codes it must produce; ALSO: codes its misbehaviour can honestly add
 EXPECTED = {
@@ -98,7 +98,7 @@ async def test_many_faults_at_once_agree_live_and_offline(faulty_chat_server, pr
 
 
 async def test_timeouts_agree_live_and_offline(faulty_chat_server, proxy, tmp_path) -> None:
-    from wsproxy.profile import profile_from_dict
+    from wsproxy.core.profile import profile_from_dict
     server = await faulty_chat_server("drop-response:always")
     session = await proxy(server.url, profile=profile_from_dict({"response_timeout": 0.2}))
     try:

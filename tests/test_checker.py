@@ -12,9 +12,9 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsproxy.checker import Checker
-from wsproxy.profile import CHAT_PROFILE, Profile, profile_from_dict
-from wsproxy.protocol import Finding, MessageDecoder
+from wsproxy.core.checker import Checker
+from wsproxy.core.profile import CHAT_PROFILE, Profile, profile_from_dict
+from wsproxy.core.protocol import Finding, MessageDecoder
 
 T0 = 1_700_000_000.0
 

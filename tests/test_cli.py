@@ -33,9 +33,9 @@ def test_help_lists_every_command_and_version_prints() -> None:
     (["chat-server", "--faults", "bogus"], "unknown fault 'bogus'"),
     (["chat-client", "ws://127.0.0.1:9", "--scenario", "dance"], "unknown scenario"),
 ])
-def test_bad_input_is_one_error_line_and_exit_1(args: list[str], message: str) -> None:
+def test_bad_input_is_one_error_line_and_exit_2(args: list[str], message: str) -> None:
     result = wsproxy(*args)
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.stderr
 
@@ -46,14 +46,14 @@ def test_port_in_use_is_a_clear_error(tmp_path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = wsproxy("record", "--listen", f"127.0.0.1:{port}", "--db", str(tmp_path / "x.duckdb"))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip().startswith("Error: address already in use")
     assert "Traceback" not in result.stderr
 
 
 def test_unreachable_server_for_the_scripted_client_is_one_line(unused_tcp_port) -> None:
     result = wsproxy("chat-client", f"ws://127.0.0.1:{unused_tcp_port}")
-    assert result.returncode == 1 and result.stderr.startswith("Error: cannot talk to")
+    assert result.returncode == 2 and result.stderr.startswith("Error: cannot talk to")
 
 
 def test_demo_records_the_overview_flow_and_prints_a_summary(tmp_path) -> None:
@@ -86,7 +86,7 @@ def faulty_recording(tmp_path_factory):
     from wsproxy.chat.client import overview_flow
     from wsproxy.chat.faults import Faults
     from wsproxy.chat.server import start_chat_server
-    from wsproxy.record import RecordOptions, RecordSession
+    from wsproxy.record.session import RecordOptions, RecordSession
     db = tmp_path_factory.mktemp("check") / "faulty.duckdb"
 
     async def record(faults: str, label: str) -> None:
@@ -167,7 +167,7 @@ GOLDEN = __import__("pathlib").Path(__file__).parent.parent / "fixtures" / "sche
 def test_replay_and_export_errors_are_one_line(args, message) -> None:
     result = wsproxy(*args)
     lines = result.stderr.strip().splitlines()
-    assert result.returncode == 1 and len(lines) == 1 and message in lines[0], result.stderr
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
 
 
 def test_export_writes_jsonl_that_replay_reads(tmp_path) -> None:

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from test_query import wsproxy
-from wsproxy.diagram import mermaid
-from wsproxy.timeline import TimelineRow, timeline
+from wsproxy.inspect.diagram import mermaid
+from wsproxy.inspect.timeline import TimelineRow, timeline
 
 FAULTS = Path(__file__).parent.parent / "fixtures" / "schema-v2-demo-faults.duckdb"
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from wsproxy.cli import app
-from wsproxy.profile import RULES, profile_from_dict
+from wsproxy.core.profile import RULES, profile_from_dict
 
 DOCS = Path(__file__).parent.parent / "docs"
 
@@ -65,7 +65,7 @@ def test_the_cookbook_has_at_least_ten_queries() -> None:
 
 @pytest.mark.parametrize("index", range(13))
 def test_every_cookbook_query_runs_on_a_real_recording(index: int) -> None:
-    from wsproxy.query import run_query
+    from wsproxy.store.query import run_query
     queries = cookbook()
     if index >= len(queries):
         pytest.skip("fewer queries")
@@ -78,7 +78,7 @@ def test_every_cookbook_query_runs_on_a_real_recording(index: int) -> None:
 
 
 def test_sql_docs_list_every_column_of_every_table_and_view() -> None:
-    from wsproxy.query import run_query
+    from wsproxy.store.query import run_query
     text = (DOCS / "sql.md").read_text()
     recording = Path(__file__).parent.parent / "fixtures" / "schema-v2-demo-faults.duckdb"
     for name in ("sessions", "connections", "frames", "violations", "messages", "exchanges", "events"):

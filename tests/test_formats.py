@@ -11,8 +11,8 @@ import pytest
 
 from conftest import recorded
 from test_query import wsproxy
-from wsproxy.check import check_recording
-from wsproxy.importer import import_file
+from wsproxy.inspect.check import check_recording
+from wsproxy.inspect.importer import import_file
 
 FAULTS = Path(__file__).parent.parent / "fixtures" / "schema-v2-demo-faults.duckdb"  # has a binary frame
 FRAME_SQL = "SELECT * FROM frames ORDER BY conn_id, seq"
@@ -129,13 +129,13 @@ def test_bad_import_files_are_one_line_errors(tmp_path, content, message) -> Non
     source = tmp_path / "bad.har"
     source.write_text(content)
     result = wsproxy("import", str(source), "--db", str(tmp_path / "x.duckdb"))
-    assert result.returncode != 0 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
 
 
 async def test_replay_serves_a_har_capture(tmp_path) -> None:
     import aiohttp
 
-    from wsproxy.replay.plan import ReplayPlan
+    from wsproxy.core.replay_plan import ReplayPlan
     from wsproxy.replay.server import start_replay
     from wsproxy.replay.source import load_recording
     har = tmp_path / "chrome.har"
@@ -148,3 +148,43 @@ async def test_replay_serves_a_har_capture(tmp_path) -> None:
         assert (await ws.receive(timeout=5)).data == b"\x00\x01\x02\x03\x04"
     await running.stop()
     assert running.server.divergences == []
+
+
+def har_with_times(*times: float) -> dict:
+    """One WebSocket entry opened at 2026-01-15T10:00:00Z with a text message at each of ``times``."""
+    return {"log": {"version": "1.2", "creator": {"name": "test", "version": "1"}, "entries": [
+        {"startedDateTime": "2026-01-15T10:00:00.000Z", "time": 3.0, "_resourceType": "websocket",
+         "request": {"method": "GET", "url": "ws://127.0.0.1:8765/chat?user=Alice", "headers": []},
+         "response": {"status": 101, "headers": []},
+         "_webSocketMessages": [{"type": "send", "time": at, "opcode": 1, "data": f'{{"n": {i}}}'}
+                                for i, at in enumerate(times)]}]}}
+
+
+OPENED_US = 1768471200 * 1_000_000  # 2026-01-15T10:00:00Z
+
+
+@pytest.mark.parametrize("writer,times", [
+    ("Chrome and mitmproxy: seconds", (1768471200.25, 1768471201.5)),
+    ("Playwright: milliseconds", (1768471200250.0, 1768471201500.0)),
+    ("Playwright: whole milliseconds", (1768471200250, 1768471201500)),
+])
+def test_har_message_times_are_read_in_the_writers_unit(tmp_path, writer, times) -> None:
+    har = tmp_path / "capture.har"
+    har.write_text(json.dumps(har_with_times(*times)))
+    imported = import_file(har, tmp_path / "capture.duckdb")
+    assert imported.frames == 2 and imported.skipped == {}, writer
+    assert recorded(tmp_path / "capture.duckdb", "SELECT epoch_us(ts) FROM frames ORDER BY seq") == [
+        (OPENED_US + 250_000,), (OPENED_US + 1_500_000,)]
+
+
+def test_a_har_time_that_fits_neither_unit_is_skipped_with_the_reason(tmp_path) -> None:
+    # 12.5: seconds since the connection opened, not since the epoch; 1768471200 as milliseconds is 1970;
+    # a day before the entry started; the year 2027 in milliseconds; one good message
+    har = tmp_path / "odd.har"
+    har.write_text(json.dumps(har_with_times(12.5, 1768471200 / 1000, 1768471200 - 86400, 1800000000000,
+                                             1768471203.0)))
+    result = wsproxy("import", str(har), "--db", str(tmp_path / "odd.duckdb"))
+    assert result.returncode == 0 and "imported 1 connection(s), 1 frames" in result.stderr, result.stderr
+    assert ("skipped 4 × a message whose time is neither seconds nor milliseconds since the epoch at or after "
+            "its entry's startedDateTime") in result.stderr
+    assert recorded(tmp_path / "odd.duckdb", "SELECT epoch_us(ts) FROM frames") == [(OPENED_US + 3_000_000,)]

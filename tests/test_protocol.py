@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsproxy import payloads
-from wsproxy.profile import CHAT_PROFILE, RULES, ProfileError, profile_from_dict
-from wsproxy.protocol import Event, MessageDecoder, Request, Response, decode
+from wsproxy.core import payloads
+from wsproxy.core.profile import CHAT_PROFILE, RULES, ProfileError, profile_from_dict
+from wsproxy.core.protocol import Event, MessageDecoder, Request, Response, decode
 
 # protocol.md, "Example flow", frame by frame (the elided parts completed as the page says).
 EXAMPLES = [
@@ -224,7 +224,7 @@ def test_the_core_imports_no_io_library() -> None:
     """The pure core (protocol, checker, profile, payloads, schema mappers, chat logic) stays free of I/O."""
     import subprocess
     import sys
-    code = ("import sys, wsproxy.protocol, wsproxy.checker, wsproxy.profile, wsproxy.payloads, wsproxy.schema, wsproxy.chat.core;"
+    code = ("import sys, wsproxy.core.protocol, wsproxy.core.checker, wsproxy.core.profile, wsproxy.core.payloads, wsproxy.store.schema, wsproxy.chat.core;"
             "print(sorted(m for m in ('aiohttp', 'duckdb', 'typer', 'rich', 'pyarrow') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import eventually
 from wsproxy.chat.client import overview_flow
-from wsproxy.livequery import sidecar_path
+from wsproxy.store.query import sidecar_path
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "schema-v1-demo.duckdb"
 
@@ -49,7 +49,7 @@ def test_csv_markdown_and_table() -> None:
 ])
 def test_writes_and_bad_sql_are_one_line_errors(sql, message) -> None:
     result = wsproxy("query", str(GOLDEN), sql)
-    assert result.returncode == 1 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
 
 
 async def test_query_while_record_writes_the_file(chat_server, proxy, tmp_path) -> None:
@@ -64,6 +64,6 @@ async def test_query_while_record_writes_the_file(chat_server, proxy, tmp_path) 
                                     "SELECT count(*) AS n FROM exchanges", "--format", "csv")
     assert views.stdout == "n\n13\n"
     write = await asyncio.to_thread(wsproxy, "query", str(session.options.db), "DELETE FROM frames")
-    assert write.returncode == 1 and "read-only" in write.stderr
+    assert write.returncode == 2 and "read-only" in write.stderr
     await session.stop()
     assert not sidecar_path(session.options.db).exists()

@@ -20,11 +20,16 @@ from hypothesis import strategies as st
 from conftest import eventually, recorded
 from wsproxy.chat.client import overview_flow, run_load
 from wsproxy.chat.server import CORE_KEY
-from wsproxy.record import ConfigError, RecordOptions, RecordSession, parse_listen, parse_upstream
-from wsproxy.protocol import decode
-from wsproxy import recorder as recorder_module
-from wsproxy.recorder import Recorder, RecordingError, frames_table, now_us, split_by_size
-from wsproxy.schema import DDL, frame_row
+from wsproxy.record.session import ConfigError, RecordOptions, RecordSession, parse_listen, parse_upstream
+from wsproxy.core.protocol import decode
+from wsproxy.record import writer as recorder_module
+from wsproxy.store import files as store_files
+from wsproxy.record.writer import Recorder, split_by_size
+from wsproxy.store.files import RecordingError
+from wsproxy.store.batches import frames_table
+from wsproxy.clock import now_us
+from wsproxy.store.schema import DDL
+from wsproxy.core.rows import frame_row
 
 TEXTS = ["hello", "", "unicode: héllo wörld ✓ 漢字 🎉", '{"type":"event","timestamp":1,"eventType":"typing"}',
          "not json at all {", "x" * (1024 * 1024)]
@@ -126,7 +131,7 @@ async def test_a_full_batch_is_written_at_once_not_at_the_next_commit_tick(tmp_p
 def test_a_backlog_of_large_messages_is_committed_in_parts_that_fit_in_memory(tmp_path, monkeypatch) -> None:
     # DuckDB keeps a transaction's rows in memory until it commits: written as one transaction, this
     # backlog (96 MiB against a 32 MB limit) fails to commit, and a failed write stops the relay.
-    monkeypatch.setitem(recorder_module.WRITE_CONFIG, "memory_limit", "32MB")
+    monkeypatch.setitem(store_files.WRITE_CONFIG, "memory_limit", "32MB")
     monkeypatch.setattr(recorder_module, "MAX_TRANSACTION_BYTES", 8 * 1024 * 1024)
     recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=1 << 40)
     recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
@@ -159,7 +164,7 @@ def test_a_write_that_runs_out_of_memory_is_retried(tmp_path) -> None:
 
 
 def test_a_write_that_stays_out_of_memory_fails_with_duckdbs_reason(tmp_path, monkeypatch) -> None:
-    monkeypatch.setitem(recorder_module.WRITE_CONFIG, "memory_limit", "32MB")
+    monkeypatch.setitem(store_files.WRITE_CONFIG, "memory_limit", "32MB")
     monkeypatch.setattr(recorder_module, "MAX_TRANSACTION_BYTES", 1 << 40)
     monkeypatch.setattr(recorder_module, "RETRY_FOR_SECONDS", 0.5)
     recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=1 << 40)
@@ -223,7 +228,7 @@ def test_the_writer_thread_yields_the_cpu_to_the_relay(tmp_path) -> None:
 def test_a_large_file_is_never_rewritten_to_merge_row_groups(tmp_path, monkeypatch) -> None:
     # Merging rewrites row groups whole: for a file of large messages that was gigabytes per
     # checkpoint. Past the size limit every checkpoint, the closing one included, leaves them be.
-    monkeypatch.setattr(recorder_module, "MERGE_AT_CLOSE_BELOW", 0)
+    monkeypatch.setattr(store_files, "MERGE_AT_CLOSE_BELOW", 0)
     _record_short_sessions(tmp_path / "rec.duckdb", 12, 50)
     assert _row_groups(tmp_path / "rec.duckdb") == 12
     assert recorded(tmp_path / "rec.duckdb", "SELECT count(*), count(DISTINCT conn_id) FROM frames") == [(600, 12)]
@@ -248,7 +253,7 @@ def _chat_text(seed: int, length: int = 65536) -> str:
 def test_large_messages_are_compressed_unless_the_writer_is_busy(tmp_path, monkeypatch) -> None:
     # ZSTD halves how fast DuckDB writes large messages: while full batches come back to back the
     # recorder stores them as they are; when it keeps up, it compresses them.
-    monkeypatch.setattr(recorder_module, "MERGE_AT_CLOSE_BELOW", 0)  # no rewrite at the close
+    monkeypatch.setattr(store_files, "MERGE_AT_CLOSE_BELOW", 0)  # no rewrite at the close
     texts = [_chat_text(i) for i in range(400)]
     for mode, count in (("keeping up", 160), ("busy", 400)):
         path = tmp_path / f"{mode}.duckdb"
@@ -565,7 +570,7 @@ def test_close_payload_helper_matches_rfc6455() -> None:
 
 
 async def test_live_status_line_and_summary_count_the_traffic(chat_server, proxy) -> None:
-    from wsproxy.status import Rates, status_line, summary
+    from wsproxy.cli.status import Rates, status_line, summary
     session = await proxy(chat_server.url)
     rates = Rates(session)
     await overview_flow(session.url)

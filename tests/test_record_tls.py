@@ -84,6 +84,6 @@ async def test_serving_wss_to_clients_with_tls_cert_and_key(upstream, proxy, ca,
     ({"ca_file": "/nonexistent/ca.pem"}, "--ca /nonexistent/ca.pem"),
 ])
 def test_bad_tls_options_say_what_to_fix(options, expected, tmp_path) -> None:
-    from wsproxy.record import ConfigError, RecordOptions, RecordSession
+    from wsproxy.record.session import ConfigError, RecordOptions, RecordSession
     with pytest.raises(ConfigError, match=expected):
         RecordSession(RecordOptions(db=tmp_path / "x.duckdb", **options))

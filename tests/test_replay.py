@@ -18,12 +18,12 @@ import pytest
 
 from conftest import recorded
 from wsproxy.chat.client import ChatClient, overview_flow, run_load
-from wsproxy.check import check_recording
-from wsproxy.jsonl import write_jsonl
-from wsproxy.replay.plan import ReplayPlan
+from wsproxy.inspect.check import check_recording
+from wsproxy.inspect.jsonl import write_jsonl
+from wsproxy.core.replay_plan import ReplayPlan
 from wsproxy.replay.server import start_replay
 from wsproxy.replay.source import load_recording, save_divergences
-from wsproxy.store import open_recording
+from wsproxy.store.files import open_recording
 
 
 async def record_overview(chat_server, proxy, db: Path) -> Path:
@@ -219,8 +219,8 @@ async def test_a_client_beyond_the_recording_is_refused_with_503(chat_server, pr
 
 
 def test_jsonl_export_round_trips_into_the_same_session(tmp_path) -> None:
-    from wsproxy.jsonl import session_from_jsonl
-    from wsproxy.store import load_session
+    from wsproxy.inspect.jsonl import session_from_jsonl
+    from wsproxy.store.read import load_session
     golden = Path(__file__).parent.parent / "fixtures" / "schema-v2-demo-faults.duckdb"
     con = open_recording(golden)
     buffer = io.StringIO()

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from wsproxy.replay.model import RecordedConnection, RecordedFrame, RecordedSession
-from wsproxy.replay.plan import ReplayPlan, Send, TimingError, parse_timing, render
+from wsproxy.core.recorded import RecordedConnection, RecordedFrame, RecordedSession
+from wsproxy.core.replay_plan import ReplayPlan, Send, TimingError, parse_timing, render
 
 MS = 1_000  # µs
 

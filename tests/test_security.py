@@ -17,13 +17,13 @@ import pytest
 
 from conftest import eventually
 from test_query import wsproxy
-from wsproxy.livequery import sidecar_path
+from wsproxy.store.query import sidecar_path
 
 SECRET = "s3cr3t-t0ken-value"
 
 
 def test_record_listens_on_loopback_by_default_and_warns_otherwise() -> None:
-    from wsproxy.record import RecordOptions, parse_listen
+    from wsproxy.record.session import RecordOptions, parse_listen
     assert parse_listen(RecordOptions().listen)[0] == "127.0.0.1"
     process = subprocess.Popen([sys.executable, "-m", "wsproxy", "record", "--listen", "0.0.0.0:0", "--db",
                                 "/tmp/wsproxy-public-warning.duckdb", "--quiet"], stderr=subprocess.PIPE, text=True)
@@ -74,7 +74,7 @@ def test_query_cannot_write_attach_or_configure(sql) -> None:
     from pathlib import Path
     golden = Path(__file__).parent.parent / "fixtures" / "schema-v1-demo.duckdb"
     result = wsproxy("query", str(golden), sql)
-    assert result.returncode == 1 and "read-only" in result.stderr
+    assert result.returncode == 2 and "read-only" in result.stderr
 
 
 async def test_terminal_escapes_in_traffic_never_reach_the_terminal(upstream, proxy, tmp_path) -> None:

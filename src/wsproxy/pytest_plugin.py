@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from wsproxy.replay.plan import Divergence
+from wsproxy.core.replay_plan import Divergence
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -86,7 +86,7 @@ def wsproxy_replay(request: pytest.FixtureRequest) -> Iterator[WsproxyServer]:
 
 
 def _replay(background: _BackgroundLoop, path: Path, options: dict[str, Any]) -> Iterator[WsproxyServer]:
-    from wsproxy.replay.plan import ReplayPlan, parse_timing
+    from wsproxy.core.replay_plan import ReplayPlan, parse_timing
     from wsproxy.replay.server import start_replay
     from wsproxy.replay.source import load_recording
 
@@ -109,9 +109,9 @@ def _replay(background: _BackgroundLoop, path: Path, options: dict[str, Any]) ->
 
 
 def _record(background: _BackgroundLoop, path: Path, upstream: str) -> Iterator[WsproxyServer]:
-    from wsproxy.jsonl import write_jsonl
-    from wsproxy.record import RecordOptions, RecordSession
-    from wsproxy.store import open_recording
+    from wsproxy.inspect.jsonl import write_jsonl
+    from wsproxy.record.session import RecordOptions, RecordSession
+    from wsproxy.store.files import open_recording
 
     workdir = Path(tempfile.mkdtemp(prefix="wsproxy-record-"))
     db = workdir / "recording.duckdb"

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
-from wsproxy.protocol import Event, ParsedMessage, Response, decode
+from wsproxy.core.protocol import Event, ParsedMessage, Response, decode
 
 
 class ChatError(Exception):

@@ -15,9 +15,9 @@ from typing import Any
 
 import msgspec
 
-from wsproxy import payloads
+from wsproxy.core import payloads
 from wsproxy.chat.faults import Faults
-from wsproxy.protocol import Event, ParsedMessage, Request, decode
+from wsproxy.core.protocol import Event, ParsedMessage, Request, decode
 
 Outgoing = tuple[int, str | bytes]  # (connection id, text or binary frame)
 _encode = msgspec.json.encode

@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from wsproxy.core.errors import UserError
+
 # Each fault and the misbehaviour it produces; the checker rule it should trigger follows.
 FAULTS: dict[str, str] = {
     "drop-response": "a request (other than subscribe) gets no response (unanswered-request)",
@@ -25,7 +27,7 @@ FAULTS: dict[str, str] = {
 }
 
 
-class FaultSpecError(ValueError):
+class FaultSpecError(UserError, ValueError):
     """A ``--faults`` list that cannot be read."""
 
 

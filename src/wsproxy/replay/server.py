@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
-from wsproxy.replay.model import RecordedSession
-from wsproxy.recorder import now_us
-from wsproxy.relay import DEFAULT_MAX_MESSAGE, aiohttp_limit
-from wsproxy.replay.plan import Divergence, ReplayPlan, Send, render
+from wsproxy.clock import now_us
+from wsproxy.core.recorded import RecordedSession
+from wsproxy.core.replay_plan import Divergence, ReplayPlan, Send, render
+from wsproxy.ws import DEFAULT_MAX_MESSAGE, aiohttp_limit
 
 
 @dataclass

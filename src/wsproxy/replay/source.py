@@ -8,11 +8,12 @@ from pathlib import Path
 import duckdb
 import msgspec
 
-from wsproxy.errors import first_line
-from wsproxy.jsonl import is_jsonl, session_from_jsonl
-from wsproxy.replay.model import RecordedSession
-from wsproxy.replay.plan import Divergence
-from wsproxy.store import StoreError, load_session, open_recording
+from wsproxy.core.errors import first_line
+from wsproxy.inspect.jsonl import is_jsonl, session_from_jsonl
+from wsproxy.core.recorded import RecordedSession
+from wsproxy.core.replay_plan import Divergence
+from wsproxy.store.files import StoreError, open_recording
+from wsproxy.store.read import load_session
 
 DIVERGENCES_DDL = """
 CREATE TABLE IF NOT EXISTS replay_divergences (
@@ -28,7 +29,7 @@ def load_recording(path: Path, session_id: int | None = None) -> RecordedSession
     if is_jsonl(path):
         return session_from_jsonl(path, session_id)
     if _is_json(path):  # a HAR capture (Chrome DevTools, mitmproxy, ...)
-        from wsproxy.har import from_har
+        from wsproxy.inspect.har import from_har
         try:
             return from_har(msgspec.json.decode(path.read_bytes()), path.stem).session
         except (msgspec.DecodeError, ValueError) as exc:

@@ -1,0 +1,87 @@
+"""The typer app, its consoles, and the one edge where errors become exit codes.
+
+Every command is registered with ``command()``: a ``UserError`` raised anywhere below it (a bad
+option, an unreadable recording, a profile that does not load, a port in use) becomes one
+``Error: ...`` line on stderr and its exit code; Ctrl-C exits 130. Nothing else prints errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from wsproxy.core.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_USAGE, UserError
+
+app = typer.Typer(
+    name="wsproxy",
+    help="A protocol-aware man-in-the-middle WebSocket proxy and recorder for the JSON chat protocol.\n\n"
+         "Quick start:  wsproxy demo\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+err = Console(stderr=True)
+out = Console()
+
+
+def command(name: str | None = None, *, panel: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a command behind the error edge, listed under ``panel`` in ``--help``; its help ends
+    with the exit codes."""
+    def register(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return function(*args, **kwargs)
+            except UserError as exc:
+                raise fail(str(exc), exc.code) from None
+            except OSError as exc:
+                raise fail(os_error(exc)) from None
+            except KeyboardInterrupt:
+                err.print("[dim]interrupted[/]")
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+        guarded.__doc__ = (function.__doc__ or "").rstrip() + "\n\n" + EXIT_CODES_HELP
+        return app.command(name, rich_help_panel=panel)(guarded)
+    return register
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print ``Error: message`` (one line) and return the Exit to raise."""
+    err.print(f"[bold red]Error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def os_error(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    if exc.errno in (98, 48):  # EADDRINUSE on Linux / macOS
+        return f"address already in use ({text}): choose another --port, or stop what listens there"
+    return f"{text}" + (f": {exc.filename}" if exc.filename else "")
+
+
+def run_async(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run a coroutine; Ctrl-C cancels it (the edge reports it)."""
+    return asyncio.run(main())
+
+
+def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) -> Any:
+    """Run ``main(stop)``; SIGINT and SIGTERM set ``stop`` so it can shut down cleanly.
+
+    Handlers are installed explicitly: a process started in the background by a
+    non-interactive shell inherits an ignored SIGINT, and services get SIGTERM.
+    """
+    async def wrapper() -> Any:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            return await main(stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+    return run_async(wrapper)

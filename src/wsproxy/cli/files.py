@@ -1,0 +1,76 @@
+"""Recordings in and out: export (JSONL, HAR, Parquet) and import (HAR, JSONL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from wsproxy.cli.app import command, err
+from wsproxy.cli.options import Recording, SessionOption
+from wsproxy.core.errors import UserError
+
+EXPORT_FORMATS = ("jsonl", "har", "parquet")
+
+PANEL = "Formats"
+
+
+@command(panel=PANEL)
+def export(
+    recording: Recording,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The file (or, for parquet, folder) to write.")],
+    format: Annotated[str, typer.Option("--format", help="jsonl (lossless fixtures format), har (Chrome DevTools "
+                                                         "dialect) or parquet (a folder, one file per table).")] = "jsonl",
+    session_id: SessionOption = None,
+) -> None:
+    """Export a recorded session: JSONL for fixtures, HAR for browsers and other tools, Parquet for data tools.
+
+    JSONL is lossless and replayable with `wsproxy replay`; HAR opens in Chrome DevTools, HTTP
+    Toolkit and Proxyman (data messages only: HAR cannot carry closes or pings); Parquet writes
+    sessions, connections, frames and violations as files in the folder -o names.
+
+    Examples:
+
+      wsproxy export demo.duckdb --format jsonl -o fixtures/overview.jsonl
+
+      wsproxy export today.duckdb --session 3 --format har -o bug-1234.har
+
+      wsproxy export today.duckdb --format parquet -o today-parquet/
+    """
+    from wsproxy.inspect.exporter import export_session
+
+    if format not in EXPORT_FORMATS:
+        raise UserError(f"--format {format!r} is not supported: use jsonl, har or parquet")
+    try:
+        summary = export_session(recording, output, format, session_id)
+    except OSError as exc:
+        raise UserError(f"cannot write {output}: {exc.strerror}") from None
+    err.print(summary)
+
+
+@command("import", panel=PANEL)
+def import_(
+    source: Annotated[Path, typer.Argument(help="A HAR file (Chrome, Firefox, mitmproxy, Playwright, ...) or a "
+                                                "wsproxy JSONL export.")],
+    db: Annotated[Path, typer.Option(help="The recording to add it to, as a new session (created if missing).")],
+    label: Annotated[Optional[str], typer.Option(help="A name for the new session (default: the file name).")] = None,
+) -> None:
+    """Import a capture as a new session, parsed like recorded traffic.
+
+    Afterwards check, replay, query, show and diagram work on it as on a recording.
+    Malformed HAR rows are skipped and counted, never fatal.
+
+    Examples:
+
+      wsproxy import chrome-export.har --db captures.duckdb
+
+      wsproxy import fixtures/overview.jsonl --db restored.duckdb && wsproxy check restored.duckdb
+    """
+    from wsproxy.inspect.importer import import_file
+
+    result = import_file(source, db, label)
+    err.print(f"imported {result.connections} connection(s), {result.frames:,} frames from {source} into {db} as "
+              f"session {result.session_id}")
+    for reason, count in sorted(result.skipped.items()):
+        err.print(f"[yellow]skipped {count} × {reason}[/]")

@@ -1,0 +1,48 @@
+"""Options shared by several commands, declared once: the same flag means the same everywhere.
+
+Values are checked here too, so a bad one gives the same one-line error (exit 2) in every command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from wsproxy.core.errors import UserError
+
+Recording = Annotated[Path, typer.Argument(help="A DuckDB file written by `wsproxy record`.")]
+LiveRecording = Annotated[Path, typer.Argument(
+    help="A DuckDB file written by `wsproxy record` (also while it records).")]
+SessionOption = Annotated[Optional[int], typer.Option(
+    "--session", help="Session (default: the newest; `wsproxy sessions FILE` lists them).")]
+ProfileOption = Annotated[Optional[Path], typer.Option(
+    "--profile", help="A protocol profile (TOML) to check with instead of the built-in chat profile; "
+                      "see docs/checks.md.")]
+
+FAIL_ON_HELP = "Exit 1 if findings of this severity (or worse) were seen: error, warning or none."
+FailOnOption = Annotated[str, typer.Option("--fail-on", help=FAIL_ON_HELP)]
+
+TABLE_FORMATS = ("table", "csv", "json", "markdown")
+TableFormat = Annotated[str, typer.Option("--format", help="table (default), csv, json or markdown.")]
+REPORT_FORMATS = ("text", "json")
+ReportFormat = Annotated[str, typer.Option("--format", help="text or json.")]
+
+
+def choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``allowed``; else the one-line error every command gives."""
+    if value not in allowed:
+        raise UserError(f"{option} must be {', '.join(allowed[:-1])} or {allowed[-1]}, not {value!r}")
+    return value
+
+
+def fail_on(value: str) -> str:
+    from wsproxy.core.profile import FAIL_ON_LEVELS
+    return choice("--fail-on", value, FAIL_ON_LEVELS)
+
+
+def profile(path: Path | None) -> Any:
+    """The profile of ``--profile`` (the built-in chat profile without one); ProfileError is a UserError."""
+    from wsproxy.core.profile import CHAT_PROFILE, load_profile
+    return CHAT_PROFILE if path is None else load_profile(path)

@@ -1,0 +1,129 @@
+"""``wsproxy record`` and ``wsproxy demo``: the recording proxy, live."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from wsproxy.cli import options
+from wsproxy.cli.app import command, err, out, run_async, run_until_signal
+from wsproxy.cli.options import REPORT_FORMATS, FailOnOption, ProfileOption, choice
+from wsproxy.core.errors import EXIT_FOUND
+
+PANEL = "Record"
+
+
+@command(panel=PANEL)
+def record(
+    listen: Annotated[str, typer.Option(help="HOST:PORT for clients to connect to (loopback unless you say otherwise).")] = "127.0.0.1:8080",
+    upstream: Annotated[str, typer.Option(help="The real server: ws:// or wss:// URL; a path prefix is kept.")] = "ws://127.0.0.1:8765",
+    db: Annotated[Path, typer.Option(help="DuckDB file to record into (a new session is appended).")] = Path("wsproxy.duckdb"),
+    label: Annotated[Optional[str], typer.Option(help="A name for this session.")] = None,
+    no_redact: Annotated[bool, typer.Option("--no-redact", help="Keep Authorization/Cookie headers and token query values in the recording.")] = False,
+    max_message_size: Annotated[int, typer.Option(help="Largest message in bytes, both legs; bigger ones close with 1009.")] = 16 * 1024 * 1024,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Do not verify the wss:// upstream's certificate.")] = False,
+    ca: Annotated[Optional[str], typer.Option("--ca", help="Trust this CA file for a wss:// upstream.")] = None,
+    tls_cert: Annotated[Optional[str], typer.Option(help="Serve wss:// to clients with this certificate (PEM).")] = None,
+    tls_key: Annotated[Optional[str], typer.Option(help="The key of --tls-cert (PEM).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status; only errors and the final summary.")] = False,
+    log_format: Annotated[str, typer.Option(help="text or json (one JSON object per line on stderr).")] = "text",
+    profile: ProfileOption = None,
+    fail_on: FailOnOption = "none",
+    no_check: Annotated[bool, typer.Option("--no-check", help="Record only; do not run the protocol checker.")] = False,
+) -> None:
+    """Relay WebSocket clients to the upstream server, check the protocol live and record every
+    frame into DuckDB.
+
+    Point your client at the --listen address instead of the server. Findings (unanswered
+    requests, lost events, ...) show as they happen and go into the `violations` table. Ctrl-C
+    stops; everything relayed is written before the file is closed.
+
+    Examples:
+
+      wsproxy record --upstream ws://127.0.0.1:8765 --listen 127.0.0.1:8080
+
+      wsproxy record --upstream wss://chat.example.org/ws --db today.duckdb --label "login bug"
+
+      wsproxy record --upstream ws://127.0.0.1:8765 --fail-on error --quiet   (CI: exit 1 on any error finding)
+    """
+    from wsproxy.cli.status import Rates, log_json, show_findings, status_line, summary
+    from wsproxy.core.profile import fails
+    from wsproxy.record.session import RecordOptions, RecordSession
+
+    choice("--log-format", log_format, REPORT_FORMATS)
+    options.fail_on(fail_on)
+    session = RecordSession(RecordOptions(listen, upstream, db, label, not no_redact, max_message_size, insecure, ca,
+                                          tls_cert, tls_key, options.profile(profile), not no_check))
+    if session.host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]Warning:[/] listening on {session.host}: other machines can connect to this proxy")
+
+    async def go(stop: asyncio.Event) -> dict:
+        await session.start()
+        if log_format == "json":
+            log_json("listening", url=session.url, upstream=str(session.upstream), db=str(db))
+        elif not quiet:
+            err.print(f"recording [bold]{session.url}[/] → {session.upstream} into {db} (Ctrl-C stops)")
+        if not quiet:
+            show_findings(session, err, log_format)
+        live = None
+        if not quiet and log_format == "text" and err.is_terminal:
+            from rich.live import Live
+            rates = Rates(session)
+            live = Live(status_line(session, rates), console=err, refresh_per_second=2, transient=True)
+            live.start()
+            async def refresh() -> None:
+                while True:
+                    await asyncio.sleep(0.5)
+                    live.update(status_line(session, rates))
+            refresher = asyncio.create_task(refresh(), name="status-line")
+        try:
+            await stop.wait()
+        finally:
+            if live is not None:
+                refresher.cancel()
+                live.stop()
+            await session.stop()
+        return summary(session)
+
+    result = run_until_signal(go)
+    if log_format == "json":
+        log_json("summary", **result)
+    else:
+        err.print(f"recorded {result['connections']} connection(s), "
+                  f"{result['frames_client'] + result['frames_server']:,} messages "
+                  f"({result['frames_client']:,} from clients, {result['frames_server']:,} from servers), "
+                  f"{result['rows_written']:,} frame rows written to {db} as session {result['session_id']}")
+        if session.live_check is not None:
+            from wsproxy.cli.render import severity_counts
+            line = severity_counts(result["findings"])
+            line.append(f"  (SELECT * FROM violations WHERE session_id = {result['session_id']})", style="dim")
+            err.print(line)
+    if fails(result.get("findings") or {}, fail_on):
+        raise typer.Exit(EXIT_FOUND)
+
+
+@command(panel=PANEL)
+def demo(
+    db: Annotated[Path, typer.Option(help="Where to record the demo.")] = Path("demo.duckdb"),
+    faults: Annotated[str, typer.Option(help="Make the chat server misbehave (as chat-server --faults) and watch "
+                                             "the checker catch it.")] = "",
+) -> None:
+    """Record the overview's chat flow: reference server + recording proxy + scripted users.
+
+    Everything runs on free loopback ports and stops by itself; the recording is left in
+    --db for you to query.
+
+    Examples:
+
+      wsproxy demo
+
+      wsproxy demo --faults duplicate-response,skip-event-id,binary
+    """
+    from wsproxy.chat.faults import Faults
+    from wsproxy.cli.demo import run_demo
+
+    fault_plan = Faults.parse(faults)
+    run_async(lambda: run_demo(db, out, fault_plan))

@@ -1,0 +1,99 @@
+"""``wsproxy replay``: serve a recording as a mock server."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from wsproxy.cli.app import command, err, run_until_signal
+from wsproxy.cli.options import SessionOption, choice
+from wsproxy.core.errors import EXIT_FOUND, UserError
+
+PANEL = "Replay"
+
+
+@command(panel=PANEL)
+def replay(
+    recording: Annotated[Path, typer.Argument(help="A DuckDB recording or a JSONL export of one.")],
+    listen: Annotated[str, typer.Option(help="HOST:PORT to serve the replay on.")] = "127.0.0.1:8765",
+    session_id: SessionOption = None,
+    timing: Annotated[str, typer.Option(help="asap (default): answer at once; recorded: keep the recorded gaps; "
+                                             "scale:F: gaps times F (scale:0.5 = twice as fast).")] = "asap",
+    match: Annotated[str, typer.Option(help="strict: the same messages as recorded (ids and timestamps aside); "
+                                            "loose: same type and payloadType, closest payload.")] = "strict",
+    bind: Annotated[Optional[str], typer.Option(help="Bind clients to recorded connections by query:NAME or "
+                                                     "header:NAME instead of path and query.")] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="Start over when every recorded connection was replayed.")] = False,
+    report: Annotated[Optional[Path], typer.Option(help="Append divergences to this JSONL file (default: the "
+                                                        "recording's replay_divergences table).")] = None,
+    fail_on_divergence: Annotated[bool, typer.Option("--fail-on-divergence",
+                                                     help="Exit 1 if any client diverged from the recording.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final summary.")] = False,
+) -> None:
+    """Serve a recorded session as a mock server that knows the protocol.
+
+    Clients are bound to recorded connections; each client message is matched with the
+    recorded one, and the recorded answers go out with the client's request ids and fresh
+    timestamps, in causal order across connections. Divergences are printed and kept.
+    Ctrl-C stops. See docs/replay.md.
+
+    Examples:
+
+      wsproxy replay demo.duckdb --listen 127.0.0.1:8765
+
+      wsproxy replay fixtures/login.jsonl --timing recorded --bind query:user
+
+      wsproxy replay today.duckdb --session 2 --match loose --loop --fail-on-divergence
+    """
+    from wsproxy.clock import now_us
+    from wsproxy.core.replay_plan import MATCH_MODES, ReplayPlan, parse_timing
+    from wsproxy.record.session import parse_listen
+    from wsproxy.replay.server import start_replay
+    from wsproxy.replay.source import load_recording, save_divergences
+
+    host, port = parse_listen(listen)
+    scale = parse_timing(timing)
+    choice("--match", match, MATCH_MODES)
+    if bind is not None and not (bind.startswith(("query:", "header:")) and bind.split(":", 1)[1]):
+        raise UserError("--bind must be query:NAME or header:NAME, e.g. --bind query:user")
+    session = load_recording(recording, session_id)
+    connections = session.replayable
+    if not connections:
+        raise UserError(f"session {session.session_id} of {recording} has no connection to replay")
+    started = now_us()
+
+    async def go(stop: asyncio.Event) -> Any:
+        plan = ReplayPlan(session, match=match, scale=scale, bind_key=bind, loop=loop)
+        running = await start_replay(session, plan, host, port)
+        frames = sum(len(c.frames) for c in connections)
+        err.print(f"replaying session {session.session_id}"
+                  + (f" ({session.label})" if session.label else "")
+                  + f" of {recording}: {len(connections)} connection(s), {frames:,} frames, on "
+                  f"[bold]{running.url}[/] (timing {timing}, match {match}); Ctrl-C stops", highlight=False)
+        if not quiet:
+            from wsproxy.cli.render import divergence_text
+            running.server.listeners.append(lambda d: err.print(divergence_text(d), soft_wrap=True))
+        try:
+            await stop.wait()
+        finally:
+            await running.stop()
+        return running.server
+
+    server = run_until_signal(go)
+    where = save_divergences(recording, session.session_id, started, server.divergences, report)
+    counters = server.counters
+    unbound = [cid for cid, state in server.plan.slots.items() if not state["bound"]]
+    by_kind: dict[str, int] = {}
+    for divergence in server.divergences:
+        by_kind[divergence.kind] = by_kind.get(divergence.kind, 0) + 1
+    err.print(f"replayed to {counters.clients} client(s) ({counters.refused} refused): {counters.received:,} "
+              f"messages received, {counters.sent:,} sent; "
+              + (f"{len(server.divergences)} divergence(s) ({', '.join(f'{k} {n}' for k, n in sorted(by_kind.items()))})"
+                 f" kept in {where}" if server.divergences else "no divergence")
+              + (f"; recorded connection(s) never bound: {', '.join(map(str, unbound))}" if unbound else ""),
+              highlight=False)
+    if fail_on_divergence and server.divergences:
+        raise typer.Exit(EXIT_FOUND)

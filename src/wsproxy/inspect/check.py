@@ -1,0 +1,65 @@
+"""``wsproxy check``: the live checker's rules, run over a recording."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wsproxy.core.checker import Checker
+from wsproxy.core.profile import CHAT_PROFILE, Profile, fails
+from wsproxy.core.protocol import Finding, MessageDecoder
+from wsproxy.store.read import SessionInfo, last_time, observations, session_info
+from wsproxy.store.files import open_recording
+
+
+@dataclass
+class CheckReport:
+    recording: Path
+    session: SessionInfo
+    profile: str
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = {"error": 0, "warning": 0, "info": 0}
+        for finding in self.findings:
+            counts[finding.severity] = counts.get(finding.severity, 0) + 1
+        return counts
+
+    def failed(self, fail_on: str = "error") -> bool:
+        """Whether findings at or above ``fail_on`` severity were seen ("none": never)."""
+        return fails(self.counts, fail_on)
+
+
+def check_recording(path: Path, session_id: int | None = None, profile: Profile = CHAT_PROFILE,
+                    progress: Callable[[int], None] | None = None) -> CheckReport:
+    """Feed a recorded session to the checker in the order the live checker saw it.
+
+    Text frames are decoded again under ``profile`` (so another profile can be tried on old
+    traffic); times are the recorded ones, so the findings equal the live ones."""
+    con = open_recording(path)
+    try:
+        info = session_info(con, session_id)
+        checker = Checker(profile)
+        decode = MessageDecoder(profile).decode
+        findings: list[Finding] = []
+        seen = 0
+        for rank, conn_id, ts, seq, sender, kind, text, data in observations(con, info.session_id):
+            if rank == 1:
+                findings += checker.message(conn_id, seq, ts, sender,
+                                            decode(kind, text if kind == "text" else data, sender))
+                seen += 1
+                if progress is not None and seen % 10_000 == 0:
+                    progress(seen)
+            elif rank == 0:
+                findings += checker.open(conn_id, ts)
+            else:
+                findings += checker.close(conn_id, ts)
+        end = last_time(con, info.session_id)
+        if end is not None:
+            findings += checker.finish(end)  # connections never closed (the recorder was killed)
+    finally:
+        con.close()
+    findings.sort(key=lambda f: (f.conn_id or 0, f.seq or 0, f.code))
+    return CheckReport(path, info, profile.name, findings)

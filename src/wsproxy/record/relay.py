@@ -1,0 +1,321 @@
+"""The relay: accept a client, dial the upstream, pump frames both ways, record them.
+
+One symmetric pump per direction forwards every frame unchanged and at once: text,
+binary, ping, pong and close (code and reason). Both legs run with ``autoping=False``
+and ``autoclose=False`` so that aiohttp neither answers pings nor rewrites closes.
+How a connection ends is decided by ``core.closing``; the relay only carries it out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+from yarl import URL
+
+from wsproxy.clock import now_us
+from wsproxy.core.closing import (MAX_REASON_BYTES, NO_STATUS, Action, AnswerClose, CloseLeg, Closing, ForwardClose,
+                                  Side, other)
+from wsproxy.core.protocol import MessageDecoder, ParsedMessage
+from wsproxy.core.rows import ConnectionOpened, frame_row, redact_headers, redact_query
+from wsproxy.record.writer import Recorder
+from wsproxy.ws import DEFAULT_MAX_MESSAGE, aiohttp_limit, coalesce_writes, drop, errors_as_messages, upstream_headers
+
+# Handshake headers that belong to one leg only; everything else is forwarded upstream.
+_HOP_HEADERS = frozenset({
+    "host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
+    "sec-websocket-extensions", "sec-websocket-protocol", "content-length", "transfer-encoding",
+    "keep-alive", "te", "trailer", "proxy-connection"})
+CLOSE_TIMEOUT = 5.0
+
+
+@dataclass
+class RelayConfig:
+    upstream: URL
+    max_message_size: int = DEFAULT_MAX_MESSAGE
+    redact: bool = True
+    ssl_context: ssl.SSLContext | bool | None = None  # for wss:// upstreams
+    connect_timeout: float = 10.0
+
+
+@dataclass
+class Counters:
+    """Live figures for the status line."""
+
+    open: int = 0
+    total: int = 0
+    failed_handshakes: int = 0
+    frames: dict[str, int] = field(default_factory=lambda: {"client": 0, "server": 0})
+    bytes: dict[str, int] = field(default_factory=lambda: {"client": 0, "server": 0})
+
+
+class Observer(Protocol):
+    """What the relay tells the live checker, with the same times it records."""
+
+    def opened(self, conn_id: int, ts: int) -> None: ...
+    def frame(self, conn_id: int, seq: int, ts: int, sender: str, parsed: ParsedMessage) -> None: ...
+    def closed(self, conn_id: int, ts: int) -> None: ...
+
+
+class Relay:
+    """The aiohttp application of ``wsproxy record``."""
+
+    def __init__(self, config: RelayConfig, recorder: Recorder, decoder: MessageDecoder | None = None,
+                 observer: Observer | None = None) -> None:
+        self.config = config
+        self.recorder = recorder
+        self.decoder = decoder or MessageDecoder()
+        self.observer = observer
+        self.counters = Counters()
+        self.stopped_reason: str | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self.handle)
+        app.cleanup_ctx.append(self._client_session)
+        app.on_shutdown.append(self._close_all)
+        return app
+
+    async def _client_session(self, app: web.Application):
+        connector = aiohttp.TCPConnector(ssl=self.config.ssl_context if self.config.ssl_context is not None else True,
+                                         limit=0)
+        # auto_decompress off and no cookie jar: the relay must not interpret traffic.
+        self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                              auto_decompress=False)
+        yield
+        await self._session.close()
+
+    async def _close_all(self, app: web.Application) -> None:
+        for ws in list(self._sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"wsproxy shutting down")
+
+    def stop_relaying(self, reason: str) -> None:
+        """The recording failed: refuse new clients and close the open ones (1011)."""
+        self.stopped_reason = reason
+        for ws in list(self._sockets):
+            asyncio.ensure_future(ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"wsproxy cannot record"))
+
+    # --- one client connection ---
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.stopped_reason is not None:
+            return web.Response(status=503, text=f"wsproxy stopped relaying: {self.stopped_reason}\n")
+        probe = web.WebSocketResponse()
+        if not probe.can_prepare(request).ok:
+            return web.Response(status=426, text="wsproxy relays WebSocket connections only\n",
+                                headers={"Upgrade": "websocket"})
+        recorder, config = self.recorder, self.config
+        conn_id = recorder.new_conn_id()
+        opened_us = now_us()
+        url = upstream_url(config.upstream, request.rel_url)
+        offered = [p.strip() for h in request.headers.getall("Sec-WebSocket-Protocol", [])
+                   for p in h.split(",") if p.strip()]
+        forward = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS]
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        client_addr = f"{peer[0]}:{peer[1]}" if peer else None
+        self.counters.total += 1
+
+        def open_row(status: int, subprotocol: str | None, response_headers: list[tuple[str, str]] | None,
+                     error: str | None = None) -> ConnectionOpened:
+            return ConnectionOpened(
+                conn_id, recorder.session_id, opened_us, request.path,
+                redact_query(request.rel_url.raw_query_string, config.redact), client_addr, subprotocol,
+                redact_headers(list(request.headers.items()), config.redact),
+                None if response_headers is None else redact_headers(response_headers, config.redact),
+                status, error)
+
+        # Compression per leg: offer permessage-deflate upstream only when the client offered it,
+        # so the proxy never adds compression work the client did not ask for.
+        wants_deflate = "permessage-deflate" in request.headers.get("Sec-WebSocket-Extensions", "").lower()
+        assert self._session is not None
+        try:
+            upstream = await self._session.ws_connect(
+                url, protocols=offered, headers=forward, autoclose=False, autoping=False,
+                max_msg_size=aiohttp_limit(config.max_message_size), compress=15 if wants_deflate else 0, heartbeat=None,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+                proxy=None)
+        except aiohttp.WSServerHandshakeError as exc:
+            status = exc.status or 502
+            if status == 101:  # upgraded but the handshake was invalid
+                status = 502
+            headers = list((exc.headers or {}).items())
+            recorder.connection_opened(open_row(status, None, headers, f"upstream refused the handshake: "
+                                                f"{status} {exc.message}"))
+            recorder.connection_closed(conn_id, None, None, "server", None)
+            self.counters.failed_handshakes += 1
+            return web.Response(status=status, text=f"upstream {url} answered {status} {exc.message}\n")
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            reason = f"cannot reach upstream {url}: {exc or type(exc).__name__}"
+            recorder.connection_opened(open_row(502, None, None, reason))
+            recorder.connection_closed(conn_id, None, None, "proxy", None)
+            self.counters.failed_handshakes += 1
+            return web.Response(status=502, text=reason + "\n")
+
+        chosen = upstream.protocol
+        client = web.WebSocketResponse(protocols=(chosen,) if chosen else (), autoclose=False, autoping=False,
+                                       max_msg_size=aiohttp_limit(config.max_message_size), compress=True, heartbeat=None,
+                                       timeout=CLOSE_TIMEOUT)
+        try:
+            await client.prepare(request)
+        except (ConnectionError, RuntimeError) as exc:
+            await upstream.close(code=WSCloseCode.GOING_AWAY, message=b"client went away during the handshake")
+            recorder.connection_opened(open_row(101, chosen, None, f"client went away during the handshake: {exc}"))
+            recorder.connection_closed(conn_id, None, None, "client", None)
+            return client
+        errors_as_messages(client)
+        coalesce_writes(client)
+        coalesce_writes(upstream)
+        recorder.connection_opened(open_row(101, chosen, upstream_headers(upstream)))
+        observer = self.observer
+        if observer is not None:
+            observer.opened(conn_id, opened_us)
+        self._sockets.add(client)
+        self.counters.open += 1
+        conn = _Conn(conn_id)
+        closing = conn.closing
+        legs = {"client": client, "server": upstream}
+        pumps = {asyncio.create_task(self._pump(legs, conn, "client"), name=f"pump-{conn_id}-up"),
+                 asyncio.create_task(self._pump(legs, conn, "server"), name=f"pump-{conn_id}-down")}
+        try:
+            _, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            if pending:  # one side closed: the other has CLOSE_TIMEOUT to finish the handshake
+                _, pending = await asyncio.wait(pending, timeout=CLOSE_TIMEOUT)
+            for task in pending:
+                task.cancel()
+                closing.timed_out(CLOSE_TIMEOUT)
+            for task in pumps:
+                if not task.cancelled() and task.done() and task.exception() is not None:
+                    closing.crashed(repr(task.exception()))
+            if pending:
+                await asyncio.wait(pending)
+                drop(client)
+                drop(upstream)
+        finally:
+            self._sockets.discard(client)
+            self.counters.open -= 1
+            if not upstream.closed:
+                await upstream.close()
+            closed_us = now_us()
+            recorder.connection_closed(conn_id, closing.close_code, closing.close_reason, closing.closed_by,
+                                       closing.error, closed_us)
+            if observer is not None:
+                observer.closed(conn_id, closed_us)
+        return client
+
+    async def _pump(self, legs: dict[str, Any], conn: _Conn, sender: Side) -> None:
+        """Forward every frame from ``sender``'s leg to the other one, in order, and record it."""
+        recorder, decode, counters = self.recorder, self.decoder.decode, self.counters
+        observe = self.observer.frame if self.observer is not None else None
+        source, dest = legs[sender], legs[other(sender)]
+        closing = conn.closing
+        while True:
+            msg = await source.receive()
+            kind = msg.type
+            if recorder.error is not None:
+                return  # stop_relaying closes both sides
+            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                is_text = kind is WSMsgType.TEXT
+                try:
+                    if is_text:
+                        await dest.send_str(msg.data)
+                    else:
+                        await dest.send_bytes(msg.data)
+                except (ConnectionError, RuntimeError):
+                    pass  # dest is going away; its own pump records how
+                data = msg.data
+                ts = now_us()
+                seq = conn.next_seq()
+                parsed = decode("text" if is_text else "binary", data, sender)
+                recorder.frame(frame_row(conn.conn_id, seq, ts, sender, "text" if is_text else "binary", data, parsed))
+                counters.frames[sender] += 1
+                counters.bytes[sender] += len(data)
+                if observe is not None:
+                    observe(conn.conn_id, seq, ts, sender, parsed)
+                if recorder.behind:
+                    await recorder.wait_for_capacity()
+            elif kind is WSMsgType.PING or kind is WSMsgType.PONG:
+                try:
+                    await (dest.ping(msg.data) if kind is WSMsgType.PING else dest.pong(msg.data))
+                except (ConnectionError, RuntimeError):
+                    pass
+                recorder.frame(frame_row(conn.conn_id, conn.next_seq(), now_us(), sender,
+                                         "ping" if kind is WSMsgType.PING else "pong", msg.data, None))
+            elif kind is WSMsgType.CLOSE:
+                code, reason = msg.data, msg.extra or ""
+                recorder.frame(frame_row(conn.conn_id, conn.next_seq(), now_us(), sender, "close", reason,
+                                         None, code))
+                await _carry_out(closing.close_frame(sender, code, reason), legs)
+                return
+            elif kind is WSMsgType.ERROR:  # the peer broke the protocol (or its transport failed)
+                exc = msg.data
+                await _carry_out(closing.protocol_error(sender, getattr(exc, "code", None), str(exc)), legs)
+                return
+            elif kind is WSMsgType.CLOSING:  # we closed this leg ourselves meanwhile
+                await _carry_out(closing.leg_closing(sender), legs)
+                return
+            else:  # CLOSED: the peer vanished without a close frame
+                await _carry_out(closing.vanished(sender), legs)
+                return
+
+
+@dataclass
+class _Conn:
+    conn_id: int
+    seq: int = 0
+    closing: Closing = field(default_factory=Closing)
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+
+async def _carry_out(actions: list[Action], legs: dict[str, Any]) -> None:
+    """Do what the closing state machine decided, in order (``core.closing``)."""
+    for action in actions:
+        ws = legs[action.to]
+        if type(action) is ForwardClose:
+            await _send_close_frame(ws, action.code, action.reason)
+        elif type(action) is AnswerClose:
+            await _finish_close(ws, action.code, action.reason)
+        elif type(action) is CloseLeg:
+            try:
+                await asyncio.wait_for(ws.close(code=action.code, message=action.reason.encode()[:MAX_REASON_BYTES]),
+                                       CLOSE_TIMEOUT)
+            except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+                drop(ws)
+        else:
+            drop(ws)
+
+
+def upstream_url(base: URL, rel: URL) -> URL:
+    """The upstream URL for a client request: base path prefix + client path + client query,
+    all kept exactly as encoded by the client (no decoding, no re-encoding)."""
+    return URL.build(scheme=base.scheme, user=base.raw_user, password=base.raw_password, host=base.raw_host,
+                     port=base.explicit_port, path=base.raw_path.rstrip("/") + rel.raw_path,
+                     query_string=rel.raw_query_string, encoded=True)
+
+
+async def _send_close_frame(ws: Any, code: int | None, reason: str) -> None:
+    """Forward a close frame without entering aiohttp's close(), which would swallow the
+    frames still in flight from that peer instead of letting the other pump relay them."""
+    # 1005 (no status) and 0 are how aiohttp reports a close frame without a code
+    payload = b"" if not code or code == NO_STATUS else struct.pack("!H", code) + reason.encode()
+    try:
+        await ws.send_frame(payload, WSMsgType.CLOSE)
+    except (ConnectionError, RuntimeError):
+        pass
+
+
+async def _finish_close(ws: Any, code: int, reason: str) -> None:
+    """Answer a close that ``ws`` started: aiohttp sends our close frame and ends the transport."""
+    try:
+        await asyncio.wait_for(ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT)
+    except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+        drop(ws)

@@ -1,0 +1,166 @@
+"""``wsproxy record`` as a library: start the recorder and the relay, stop them cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from pathlib import Path
+
+from aiohttp import web
+from yarl import URL
+
+from wsproxy.core.checker import Checker
+from wsproxy.core.errors import UserError
+from wsproxy.record.live_check import LiveCheck
+from wsproxy.core.profile import CHAT_PROFILE, Profile
+from wsproxy.core.protocol import MessageDecoder
+from wsproxy.clock import now_us
+from wsproxy.record.writer import Recorder
+from wsproxy.store.files import RecordingError
+from wsproxy.record.relay import Relay, RelayConfig
+from wsproxy.ws import DEFAULT_MAX_MESSAGE
+
+TICK_SECONDS = 0.25  # how often the live checker looks for requests past their timeout
+
+
+class ConfigError(UserError, ValueError):
+    """A bad --listen, --upstream or TLS option; the message says what to fix."""
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "127.0.0.1", text
+    host = host.strip("[]") or "127.0.0.1"
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"--listen {text!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
+    return host, int(port_text)
+
+
+def parse_upstream(text: str) -> URL:
+    try:
+        url = URL(text)
+    except (ValueError, TypeError):
+        url = None
+    if url is None or url.scheme not in ("ws", "wss") or not url.host:
+        raise ConfigError(f"--upstream {text!r} must be a ws:// or wss:// URL, e.g. ws://127.0.0.1:8765")
+    return url
+
+
+def client_ssl_context(insecure: bool, ca_file: str | None) -> ssl.SSLContext | bool | None:
+    """TLS towards a wss:// upstream: verified by default; --ca adds a private CA."""
+    if insecure:
+        return False
+    if ca_file:
+        try:
+            return ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"--ca {ca_file}: {exc}") from None
+    return None
+
+
+def server_ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load --tls-cert/--tls-key: {exc}") from None
+    return context
+
+
+@dataclass
+class RecordOptions:
+    listen: str = "127.0.0.1:8080"
+    upstream: str = "ws://127.0.0.1:8765"
+    db: Path = Path("wsproxy.duckdb")
+    label: str | None = None
+    redact: bool = True
+    max_message_size: int = DEFAULT_MAX_MESSAGE
+    insecure: bool = False
+    ca_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    profile: Profile = CHAT_PROFILE
+    check: bool = True  # run the protocol checker live (``--no-check`` turns it off)
+
+
+class RecordSession:
+    """A running proxy + recorder. ``await start()``, then ``await stop()``."""
+
+    def __init__(self, options: RecordOptions) -> None:
+        self.options = options
+        self.host, self.port = parse_listen(options.listen)
+        self.upstream = parse_upstream(options.upstream)
+        self._client_tls = client_ssl_context(options.insecure, options.ca_file)
+        self._server_tls = server_ssl_context(options.tls_cert, options.tls_key)
+        self.recorder = Recorder(Path(options.db))
+        self.live_check = LiveCheck(Checker(options.profile), self.recorder) if options.check else None
+        self.relay = Relay(RelayConfig(self.upstream, options.max_message_size, options.redact, self._client_tls),
+                           self.recorder, MessageDecoder(options.profile), self.live_check)
+        self.recorder.on_failure = self.relay.stop_relaying
+        self._runner: web.AppRunner | None = None
+        self._ticker: asyncio.Task | None = None
+        self.live_query: Any = None  # the loopback endpoint serving SQL while the file is locked
+        self.on_stop: list[Callable[[], None]] = []  # called once everything is closed and written
+        self._stopped = False
+        self.url = ""
+
+    async def start(self) -> None:
+        self.recorder.start(label=self.options.label, listen=self.options.listen,
+                            upstream=str(self.upstream), redacted=self.options.redact)
+        try:
+            self._runner = web.AppRunner(self.relay.app(), handle_signals=False, access_log=None,
+                                         shutdown_timeout=2.0)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._server_tls)
+            await site.start()
+        except BaseException:
+            if self._runner is not None:
+                await self._runner.cleanup()
+            self.recorder.stop()
+            raise
+        self.port = self._runner.addresses[0][1]
+        from wsproxy.record.live_query import LiveQueryServer
+        assert self.recorder.database is not None
+        self.live_query = LiveQueryServer(Path(self.options.db), self.recorder.database)
+        await self.live_query.start()
+        if self.live_check is not None:
+            self._ticker = asyncio.create_task(self._tick(self.live_check), name="checker-clock")
+        scheme = "wss" if self._server_tls else "ws"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"{scheme}://{host}:{self.port}"
+
+    @staticmethod
+    async def _tick(live_check: LiveCheck) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            live_check.tick(now_us())
+
+    async def stop(self) -> None:
+        """Close every connection (1001), write everything queued, close the file.
+
+        Raises RecordingError (once) when the recording could not be written."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self.live_query is not None:
+            await self.live_query.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.live_check is not None:
+            self.live_check.finish(now_us())  # connections are all closed by now; this is a safety net
+        self.recorder.stop()
+        for callback in self.on_stop:
+            callback()
+        if self.recorder.error:
+            raise RecordingError(self.recorder.error)

@@ -1,0 +1,2 @@
+"""The recording on disk: DuckDB schema and migrations, opening files, Arrow batches in, the read
+side and read-only SQL out."""
