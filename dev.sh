@@ -1,20 +1,70 @@
 #!/bin/sh
-# wsproxy's two commands. Each creates .venv (with everything it needs) when missing.
-#   ./dev.sh demo   record the chat demo and print its summary
-#   ./dev.sh test   run the whole test suite
+# wsproxy's commands for developers. Each creates .venv (with everything it needs) when missing.
+#   ./dev.sh demo      record the chat demo and print its summary
+#   ./dev.sh test      run the whole test suite (pytest arguments may follow)
+#   ./dev.sh upgrade   try the newest releases of every dependency in .venv-latest, run the suite
+#                      there, and on success pin them in constraints.txt (then commit it)
+#
+# .venv installs exactly the versions in constraints.txt, the ones the suite passed with, so that a
+# new release of a dependency cannot break a fresh clone. The browser tests need Chromium: as root
+# (CI) it is installed with apt-get when missing; elsewhere they are skipped unless CI is set.
 set -eu
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
-stamp=.venv/.installed-$(cksum pyproject.toml | cut -d' ' -f1)
-if [ ! -f "$stamp" ]; then
-    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".[test]"
-    rm -f .venv/.installed-*
-    touch "$stamp"
-fi
+
+# install VENV [constraints file]: create VENV and install wsproxy with its test dependencies
+install() {
+    venv=$1
+    [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+    if [ -n "${2:-}" ]; then
+        # PIP_CONSTRAINT also pins the build backend pip installs in its isolated build environment
+        PIP_CONSTRAINT="$PWD/$2" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+    else
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e ".[test]"
+    fi
+}
+
+ensure_venv() {
+    stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+    if [ ! -f "$stamp" ]; then
+        echo "dev.sh: installing wsproxy and the pinned versions of constraints.txt into .venv" >&2
+        install .venv constraints.txt
+        rm -f .venv/.installed-*
+        touch "$stamp"
+    fi
+}
+
+ensure_chromium() {
+    if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+            || [ -n "${WSPROXY_CHROMIUM:-}" ]; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "dev.sh: installing Debian's chromium for the browser tests (apt-get)" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "dev.sh: no Chromium found: the browser tests will be skipped (apt-get install chromium)" >&2
+    fi
+}
+
 case "${1:-}" in
-    demo) shift; exec .venv/bin/wsproxy demo "$@" ;;
-    test) shift; exec .venv/bin/python -m pytest "$@" ;;
-    *) echo "usage: ./dev.sh demo | test [pytest args]" >&2; exit 2 ;;
+    demo) shift; ensure_venv; exec .venv/bin/wsproxy demo "$@" ;;
+    test) shift; ensure_venv; ensure_chromium; exec .venv/bin/python -m pytest "$@" ;;
+    upgrade)
+        shift
+        rm -rf .venv-latest
+        install .venv-latest
+        ensure_chromium
+        .venv-latest/bin/python -m pytest "$@"
+        {
+            echo "# The exact versions the whole suite passed with (./dev.sh upgrade, $(date -u +%Y-%m-%d), $(.venv-latest/bin/python -V))."
+            echo "# ./dev.sh demo and ./dev.sh test install these; pyproject.toml keeps the compatible ranges."
+            .venv-latest/bin/python -m pip freeze --all --exclude-editable --disable-pip-version-check \
+                | grep -v -i -E '^(wsproxy|pip)=='
+        } > constraints.txt
+        echo "dev.sh: the suite passed on the newest releases; constraints.txt now pins them (git diff constraints.txt)" >&2
+        ;;
+    *) echo "usage: ./dev.sh demo | test [pytest args] | upgrade [pytest args]" >&2; exit 2 ;;
 esac

@@ -219,3 +219,59 @@ async def test_replay_serves_the_demo_with_zero_divergences_and_reports_them_oth
     assert "kept in" in text and "replay_divergences" in text
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT kind FROM replay_divergences ORDER BY ts").fetchall() == [("mismatch",), ("closed-early",)]
+
+
+# --- exit codes mean the same in every command ---
+
+@pytest.mark.parametrize("command", [
+    ["check"], ["replay"], ["query", "{file}", "SELECT 1"], ["show"], ["sessions"], ["connections"], ["diagram"],
+    ["export", "{file}", "-o", "{out}"],
+])
+def test_an_unreadable_recording_exits_2_in_every_command(tmp_path, command) -> None:
+    notdb = tmp_path / "notes.duckdb"
+    notdb.write_bytes(b"\x00not a database at all\x00" * 10)
+    args = [a.format(file=notdb, out=tmp_path / "out.jsonl") for a in command]
+    if "{file}" not in command:
+        args.append(str(notdb))
+    result = wsproxy(*args)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("Error: "), (command, result.stderr)
+
+
+@pytest.mark.parametrize("command", [["check", str(GOLDEN)], ["record", "--listen", "127.0.0.1:0"]])
+def test_a_bad_fail_on_is_the_same_error_everywhere(command) -> None:
+    result = wsproxy(*command, "--fail-on", "sometimes")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "Error: --fail-on must be error, warning or none, not 'sometimes'"
+
+
+@pytest.mark.parametrize("command", [["check", str(GOLDEN)], ["query", str(GOLDEN), "SELECT 1"],
+                                     ["sessions", str(GOLDEN)], ["connections", str(GOLDEN)]])
+def test_a_bad_format_exits_2_in_every_command(command) -> None:
+    result = wsproxy(*command, "--format", "yaml")
+    assert result.returncode == 2 and result.stderr.startswith("Error: --format must be ") and "not 'yaml'" in result.stderr
+
+
+def test_every_command_documents_the_exit_codes() -> None:
+    from typer.testing import CliRunner
+
+    from wsproxy.cli import app
+    from wsproxy.core.errors import EXIT_CODES_HELP
+    names = [c.name or c.callback.__name__ for c in app.registered_commands]
+    assert len(names) >= 13
+    for name in names:
+        result = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "400"})
+        assert "Exit status: 0 ok; 1 findings" in " ".join(result.output.split()), name
+    assert "130 interrupted" in EXIT_CODES_HELP
+
+
+def test_ctrl_c_exits_130(tmp_path) -> None:
+    import signal
+    import time
+    process = subprocess.Popen([sys.executable, "-m", "wsproxy", "show", str(GOLDEN), "--follow"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    time.sleep(2.0)  # let it print the timeline and start following
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 130, err

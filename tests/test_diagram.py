@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from test_query import wsproxy
@@ -42,7 +43,39 @@ def test_limit_and_outputs(tmp_path) -> None:
     assert limited.count("->>") + limited.count("--)") + limited.count("-)") == 3 and "more messages" in limited
     page = tmp_path / "flow.html"
     assert wsproxy("diagram", str(FAULTS), "-o", str(page)).returncode == 0
-    assert '<pre class="mermaid">' in page.read_text() and "sequenceDiagram" in page.read_text()
-    svg = wsproxy("diagram", str(FAULTS), "-o", str(tmp_path / "flow.svg"))
-    if svg.returncode != 0:  # no Mermaid CLI here: say how to get one, in one line
-        assert "npm install -g @mermaid-js/mermaid-cli" in svg.stderr and svg.stderr.count("\n") == 1
+    text = page.read_text()
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="sequence-diagram"' in text and "<script" not in text
+    assert "https://" not in text  # nothing to fetch: the page works offline (test_browser shows it drawn)
+    assert '<pre class="mermaid-source">' in text and "sequenceDiagram" in text
+    svg = tmp_path / "flow.svg"
+    assert wsproxy("diagram", str(FAULTS), "-o", str(svg)).returncode == 0
+    ET.fromstring(svg.read_text())  # well-formed XML
+    png = wsproxy("diagram", str(FAULTS), "-o", str(tmp_path / "flow.png"))
+    if png.returncode != 0:  # no Mermaid CLI here: say how to get one, in one line
+        assert "npm install -g @mermaid-js/mermaid-cli" in png.stderr and png.stderr.count("\n") == 1
+
+
+def test_the_svg_draws_every_message_participant_and_note() -> None:
+    from wsproxy.inspect.diagram import build
+    from wsproxy.inspect.sequence_svg import sequence_svg
+    drawn = build(timeline(FAULTS, 1))
+    root = ET.fromstring(sequence_svg(drawn))
+    groups = [g.get("class") for g in root.iter("{http://www.w3.org/2000/svg}g")]
+    arrows = [s for s in drawn.steps if hasattr(s, "arrow")]
+    assert groups.count("participant") == 2 * len(drawn.participants) == 8
+    assert sum(1 for g in groups if g.startswith("message")) == len(arrows)
+    assert groups.count("note error") == 2 and groups.count("note info") == 1
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "User1 #1" in texts and "⚠ duplicate-response" in texts and "subscribe User1-001" in texts
+
+
+def test_svg_labels_are_escaped_and_cut_to_fit() -> None:
+    from wsproxy.inspect.diagram import build
+    from wsproxy.inspect.sequence_svg import sequence_svg
+    row = TimelineRow(1, 1, None, "client", "text", "request", "<script>&" + "x" * 500, "new", None, "", 1, None,
+                      "a<b", None, None)
+    svg = sequence_svg(build([row]))
+    root = ET.fromstring(svg)  # still well-formed
+    label = next(t.text for t in root.iter("{http://www.w3.org/2000/svg}text") if t.text.startswith("new "))
+    assert label.endswith("…") and len(label) < 100 and "<script>" not in svg
+    assert any(t.text == "new <script>&" + "x" * 500 for t in root.iter("{http://www.w3.org/2000/svg}title"))

@@ -188,3 +188,15 @@ def test_a_har_time_that_fits_neither_unit_is_skipped_with_the_reason(tmp_path) 
     assert ("skipped 4 × a message whose time is neither seconds nor milliseconds since the epoch at or after "
             "its entry's startedDateTime") in result.stderr
     assert recorded(tmp_path / "odd.duckdb", "SELECT epoch_us(ts) FROM frames") == [(OPENED_US + 3_000_000,)]
+
+
+def test_the_har_playwright_wrote_imports_with_the_times_it_was_sent(tmp_path) -> None:
+    har = Path(__file__).parent.parent / "fixtures" / "playwright-1.65-chromium.har"
+    imported = import_file(har, tmp_path / "pw.duckdb")
+    assert (imported.connections, imported.frames, imported.skipped) == (1, 2, {})
+    rows = recorded(tmp_path / "pw.duckdb", "SELECT epoch_us(f.ts) - epoch_us(c.opened_at), "
+                    "json_extract(f.text, '$.timestamp')::DOUBLE * 1e6 - epoch_us(f.ts) FROM frames f "
+                    "JOIN connections c USING (conn_id) ORDER BY f.seq")
+    # 15 and 18 ms after the handshake began, within 3 ms of the timestamps in the envelopes themselves
+    assert [after for after, _ in rows] == [15256, 18449]
+    assert all(abs(skew) < 3_000 for _, skew in rows)

@@ -518,7 +518,7 @@ async def test_a_second_recorder_on_the_same_file_gets_a_clear_error(chat_server
         sys.executable, "-m", "wsproxy", "record", "--listen", "127.0.0.1:0", "--upstream", chat_server.url,
         "--db", str(session.options.db), "--quiet", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 1
+    assert process.returncode == 2
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "being written by another process" in lines[0]
 

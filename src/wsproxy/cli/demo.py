@@ -48,10 +48,11 @@ async def run_demo(db: Path, console: Console, faults: Faults | None = None) -> 
 
 def write_diagram(db: Path, session_id: int) -> Path:
     """The session as a page that renders its sequence diagram, next to the recording."""
-    from wsproxy.inspect.diagram import html_page, mermaid
+    from wsproxy.inspect.diagram import build
+    from wsproxy.inspect.sequence_svg import html_page
     from wsproxy.inspect.timeline import timeline
     path = db.with_suffix(".html")
-    path.write_text(html_page(mermaid(timeline(db, session_id)), f"{db.name} session {session_id}"))
+    path.write_text(html_page(build(timeline(db, session_id)), f"{db.name} session {session_id}"), encoding="utf-8")
     return path
 
 

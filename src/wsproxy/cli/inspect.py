@@ -180,13 +180,14 @@ def diagram(
     session_id: SessionOption = None,
     conns: Annotated[Optional[str], typer.Option("--connections", help="Only these connections, e.g. 1,3.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many messages.")] = 200,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write to FILE: .mmd/.md (text), .html "
-                                                                           "(a page that renders it), .svg/.png "
-                                                                           "(needs the Mermaid CLI, mmdc).")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "-o", "--output", help="Write to FILE: .svg (drawn by wsproxy), .html (a page with the SVG, works "
+                               "offline), .png/.pdf (needs the Mermaid CLI, mmdc), anything else: Mermaid text.")] = None,
 ) -> None:
-    """Draw a session as a Mermaid sequence diagram (requests ->>, responses -->>, events --), findings as notes).
+    """Draw a session as a sequence diagram (requests ->>, responses -->>, events --), findings as notes).
 
-    Prints the Mermaid text, which GitHub, GitLab and many editors render; -o writes a file.
+    Prints the Mermaid text, which GitHub, GitLab and many editors render; -o writes a file: .svg and
+    .html are drawn by wsproxy itself and need no network.
 
     Examples:
 
@@ -200,7 +201,8 @@ def diagram(
     import subprocess
     import tempfile
 
-    from wsproxy.inspect.diagram import html_page, mermaid, select
+    from wsproxy.inspect.diagram import build, select, to_mermaid
+    from wsproxy.inspect.sequence_svg import html_page, sequence_svg
     from wsproxy.inspect.timeline import newest_session, timeline
 
     try:
@@ -208,24 +210,27 @@ def diagram(
     except ValueError:
         raise UserError("--connections must be connection ids separated by commas, e.g. 1,3") from None
     chosen = session_id if session_id is not None else newest_session(recording)
-    text = mermaid(select(timeline(recording, chosen), wanted), limit)
+    drawn = build(select(timeline(recording, chosen), wanted), limit)
+    text = to_mermaid(drawn)
     if output is None:
         sys.stdout.write(text)
         return
     suffix = output.suffix.lower()
-    if suffix in (".svg", ".png", ".pdf"):
+    if suffix in (".png", ".pdf"):
         mmdc = shutil.which("mmdc")
         if mmdc is None:
             raise UserError(f"rendering {suffix} needs the Mermaid CLI: npm install -g @mermaid-js/mermaid-cli "
-                       f"(or write -o {output.with_suffix('.html')} and open it in a browser)")
+                            f"(or write -o {output.with_suffix('.svg')}, which wsproxy draws itself)")
         with tempfile.TemporaryDirectory() as tmp:
             source = Path(tmp) / "diagram.mmd"
             source.write_text(text)
             done = subprocess.run([mmdc, "-i", str(source), "-o", str(output)], capture_output=True, text=True)
         if done.returncode != 0:
             raise UserError(f"mmdc could not render {output}: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    elif suffix == ".svg":
+        output.write_text(sequence_svg(drawn), encoding="utf-8")
     elif suffix in (".html", ".htm"):
-        output.write_text(html_page(text, f"{recording.name} session {chosen}"))
+        output.write_text(html_page(drawn, f"{recording.name} session {chosen}"), encoding="utf-8")
     else:
-        output.write_text(text)
+        output.write_text(text, encoding="utf-8")
     err.print(f"wrote {output}")
