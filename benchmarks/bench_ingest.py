@@ -20,12 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgspec
 import pyarrow.parquet as pq
 
 from wsproxy.core.protocol import decode
 from wsproxy.store.batches import frames_table, insert_frames
 from wsproxy.store.files import open_for_writing
-from wsproxy.core.rows import frame_row
+from wsproxy.core.rows import FrameRow, frame_row
 
 SAMPLES = [
     ("client", '{"type":"request","timestamp":1700000002.123,"id":"load0001-042","payloadType":"new","payload":{"chatId":"load0002","message":"message 42 from load0001"}}'),
@@ -34,14 +35,14 @@ SAMPLES = [
 ]
 
 
-def make_rows(count: int) -> list[tuple]:
+def make_rows(count: int) -> list[FrameRow]:
     parsed = [(sender, text, decode("text", text, sender)) for sender, text in SAMPLES]
     base = time.time_ns() // 1000
     return [frame_row(1 + i % 100, i, base + i, *parsed[i % 3][:1], "text", parsed[i % 3][1], parsed[i % 3][2])
             for i in range(count)]
 
 
-def timed(name: str, rows: list[tuple], batch: int, insert, zstd: bool = True, merging: bool = False) -> float:
+def timed(name: str, rows: list[FrameRow], batch: int, insert, zstd: bool = True, merging: bool = False) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         con = open_for_writing(Path(tmp) / "bench.duckdb")  # the recorder's own settings
         if not zstd:
@@ -66,7 +67,8 @@ def timed(name: str, rows: list[tuple], batch: int, insert, zstd: bool = True, m
 
 
 def by_executemany(con, chunk, _tmp) -> None:
-    con.executemany("INSERT INTO frame_store VALUES (?, ?, make_timestamptz(?), " + ", ".join("?" * 15) + ")", chunk)
+    con.executemany("INSERT INTO frame_store VALUES (?, ?, make_timestamptz(?), " + ", ".join("?" * 15) + ")",
+                    [msgspec.structs.astuple(row) for row in chunk])
 
 
 def by_arrow(con, chunk, _tmp) -> None:

@@ -118,10 +118,10 @@ async def test_a_full_batch_is_written_at_once_not_at_the_next_commit_tick(tmp_p
     recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=16 * 65536)
     recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
     try:
-        recorder.frame(frame_row(1, 1, now_us(), "client", "text", "x" * 65536, None))
+        recorder.add_frame(frame_row(1, 1, now_us(), "client", "text", "x" * 65536, None))
         await asyncio.sleep(0.3)
         assert recorder.stats.rows_written == 0  # one message is not a batch: it waits for the tick
-        recorder.frame(frame_row(1, 2, now_us(), "client", "text", "y" * 65536, None))
+        recorder.add_frame(frame_row(1, 2, now_us(), "client", "text", "y" * 65536, None))
         await eventually(lambda: recorder.stats.rows_written == 2)
     finally:
         recorder.stop()
@@ -137,7 +137,7 @@ def test_a_backlog_of_large_messages_is_committed_in_parts_that_fit_in_memory(tm
     recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
     size = 4 * 1024 * 1024
     for seq in range(24):  # queued faster than the writer wakes: one backlog, written at stop()
-        recorder.frame(frame_row(1, seq, now_us(), "client", "text", f"{seq:08d}" + "x" * (size - 8), None))
+        recorder.add_frame(frame_row(1, seq, now_us(), "client", "text", f"{seq:08d}" + "x" * (size - 8), None))
     recorder.stop()
     assert recorder.error is None
     assert recorder.stats.batches >= 12  # two 4 MiB messages per transaction
@@ -157,7 +157,7 @@ def test_a_write_that_runs_out_of_memory_is_retried(tmp_path) -> None:
     recorder._write_hook = out_of_memory_twice
     recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
     for seq in range(3):
-        recorder.frame(frame_row(1, seq, now_us(), "client", "text", f'{{"n":{seq}}}', None))
+        recorder.add_frame(frame_row(1, seq, now_us(), "client", "text", f'{{"n":{seq}}}', None))
     recorder.stop()
     assert recorder.error is None and recorder.stats.write_retries == 2
     assert recorded(tmp_path / "rec.duckdb", "SELECT count(*), count(DISTINCT seq) FROM frames") == [(3, 3)]
@@ -170,7 +170,7 @@ def test_a_write_that_stays_out_of_memory_fails_with_duckdbs_reason(tmp_path, mo
     recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=1 << 40)
     recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
     for seq in range(8):  # 64 MiB in one transaction: more than DuckDB may hold
-        recorder.frame(frame_row(1, seq, now_us(), "client", "text", f"{seq:08d}" + "x" * (8 * 1024 * 1024 - 8), None))
+        recorder.add_frame(frame_row(1, seq, now_us(), "client", "text", f"{seq:08d}" + "x" * (8 * 1024 * 1024 - 8), None))
     recorder.stop()
     assert recorder.stats.write_retries >= 1
     assert "Out of Memory Error" in recorder.error and "\n" not in recorder.error  # DuckDB's reason, one line
@@ -191,7 +191,7 @@ def _record_short_sessions(path, sessions: int, frames_each: int) -> None:
         recorder = Recorder(path)
         recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
         for i in range(frames_each):
-            recorder.frame(frame_row(session + 1, i, now_us(), "client", "text", f'{{"n":{i}}}', None))
+            recorder.add_frame(frame_row(session + 1, i, now_us(), "client", "text", f'{{"n":{i}}}', None))
         recorder.stop()
 
 
@@ -260,7 +260,7 @@ def test_large_messages_are_compressed_unless_the_writer_is_busy(tmp_path, monke
         recorder = Recorder(path)
         recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
         for i in range(count):
-            recorder.frame(frame_row(1, i, now_us(), "server", "text", texts[i], None))
+            recorder.add_frame(frame_row(1, i, now_us(), "server", "text", texts[i], None))
             if mode == "keeping up" and i % 40 == 39:
                 time.sleep(0.3)  # 2.6 MB at a time: less than a batch, written at the commit tick
         recorder.stop()  # "busy": 26 MB in batches of 8 MiB, past DuckDB's 16 MB checkpoint

@@ -45,9 +45,21 @@ def command(name: str | None = None, *, panel: str) -> Callable[[Callable[..., A
             except KeyboardInterrupt:
                 err.print("[dim]interrupted[/]")
                 raise typer.Exit(EXIT_INTERRUPTED) from None
+            except Exception as exc:
+                if not _duckdb_interrupted(exc):
+                    raise  # a bug: the traceback is for us
+                err.print("[dim]interrupted[/]")
+                raise typer.Exit(EXIT_INTERRUPTED) from None
         guarded.__doc__ = (function.__doc__ or "").rstrip() + "\n\n" + EXIT_CODES_HELP
         return app.command(name, rich_help_panel=panel)(guarded)
     return register
+
+
+def _duckdb_interrupted(exc: Exception) -> bool:
+    """DuckDB turns Ctrl-C during a query into an error of its own (RuntimeError "Query interrupted" in
+    2.x, InterruptException in 1.x) rather than KeyboardInterrupt."""
+    return type(exc).__name__ == "InterruptException" or (type(exc) is RuntimeError and
+                                                          str(exc).startswith("Query interrupted"))
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

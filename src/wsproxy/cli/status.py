@@ -106,4 +106,4 @@ def show_findings(session: RecordSession, console: Console, log_format: str = "t
             console.print(finding_text(finding), soft_wrap=True)
 
     session.live_check.listeners.append(on_finding)
-    session.on_stop.append(lambda: summarise(time.monotonic(), final=True))
+    session.on_stopped.append(lambda: summarise(time.monotonic(), final=True))

@@ -25,7 +25,7 @@ class LiveCheck:
     def opened(self, conn_id: int, ts: int) -> None:
         self._emit(self.checker.open(conn_id, ts))
 
-    def frame(self, conn_id: int, seq: int, ts: int, sender: str, parsed: ParsedMessage) -> None:
+    def frame_relayed(self, conn_id: int, seq: int, ts: int, sender: str, parsed: ParsedMessage) -> None:
         findings = self._message(conn_id, seq, ts, sender, parsed)
         if findings:
             self._emit(findings)
@@ -43,6 +43,6 @@ class LiveCheck:
         session_id = self.recorder.session_id
         for finding in findings:
             self.counts[finding.severity] = self.counts.get(finding.severity, 0) + 1
-            self.recorder.violation(violation_row(session_id, finding))
+            self.recorder.add_violation(violation_row(session_id, finding))
             for listener in self.listeners:
                 listener(finding)

@@ -58,7 +58,7 @@ class Observer(Protocol):
     """What the relay tells the live checker, with the same times it records."""
 
     def opened(self, conn_id: int, ts: int) -> None: ...
-    def frame(self, conn_id: int, seq: int, ts: int, sender: str, parsed: ParsedMessage) -> None: ...
+    def frame_relayed(self, conn_id: int, seq: int, ts: int, sender: str, parsed: ParsedMessage) -> None: ...
     def closed(self, conn_id: int, ts: int) -> None: ...
 
 
@@ -212,7 +212,7 @@ class Relay:
     async def _pump(self, legs: dict[str, Any], conn: _Conn, sender: Side) -> None:
         """Forward every frame from ``sender``'s leg to the other one, in order, and record it."""
         recorder, decode, counters = self.recorder, self.decoder.decode, self.counters
-        observe = self.observer.frame if self.observer is not None else None
+        observe = self.observer.frame_relayed if self.observer is not None else None
         source, dest = legs[sender], legs[other(sender)]
         closing = conn.closing
         while True:
@@ -233,7 +233,7 @@ class Relay:
                 ts = now_us()
                 seq = conn.next_seq()
                 parsed = decode("text" if is_text else "binary", data, sender)
-                recorder.frame(frame_row(conn.conn_id, seq, ts, sender, "text" if is_text else "binary", data, parsed))
+                recorder.add_frame(frame_row(conn.conn_id, seq, ts, sender, "text" if is_text else "binary", data, parsed))
                 counters.frames[sender] += 1
                 counters.bytes[sender] += len(data)
                 if observe is not None:
@@ -245,11 +245,11 @@ class Relay:
                     await (dest.ping(msg.data) if kind is WSMsgType.PING else dest.pong(msg.data))
                 except (ConnectionError, RuntimeError):
                     pass
-                recorder.frame(frame_row(conn.conn_id, conn.next_seq(), now_us(), sender,
+                recorder.add_frame(frame_row(conn.conn_id, conn.next_seq(), now_us(), sender,
                                          "ping" if kind is WSMsgType.PING else "pong", msg.data, None))
             elif kind is WSMsgType.CLOSE:
                 code, reason = msg.data, msg.extra or ""
-                recorder.frame(frame_row(conn.conn_id, conn.next_seq(), now_us(), sender, "close", reason,
+                recorder.add_frame(frame_row(conn.conn_id, conn.next_seq(), now_us(), sender, "close", reason,
                                          None, code))
                 await _carry_out(closing.close_frame(sender, code, reason), legs)
                 return

@@ -104,11 +104,11 @@ class RecordSession:
         self.live_check = LiveCheck(Checker(options.profile), self.recorder) if options.check else None
         self.relay = Relay(RelayConfig(self.upstream, options.max_message_size, options.redact, self._client_tls),
                            self.recorder, MessageDecoder(options.profile), self.live_check)
-        self.recorder.on_failure = self.relay.stop_relaying
+        self.recorder.on_failed = self.relay.stop_relaying
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task | None = None
         self.live_query: Any = None  # the loopback endpoint serving SQL while the file is locked
-        self.on_stop: list[Callable[[], None]] = []  # called once everything is closed and written
+        self.on_stopped: list[Callable[[], None]] = []  # called once everything is closed and written
         self._stopped = False
         self.url = ""
 
@@ -160,7 +160,7 @@ class RecordSession:
         if self.live_check is not None:
             self.live_check.finish(now_us())  # connections are all closed by now; this is a safety net
         self.recorder.stop()
-        for callback in self.on_stop:
+        for callback in self.on_stopped:
             callback()
         if self.recorder.error:
             raise RecordingError(self.recorder.error)

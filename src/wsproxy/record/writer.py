@@ -9,7 +9,7 @@ Nothing is dropped: when the backlog passes ``high_water`` rows or ``high_water_
 ``wait_for_capacity`` makes the relay's pumps wait, so back pressure reaches the sockets
 (we chose back pressure over spilling to disk: the recording stays the single source of
 truth and memory stays bounded, at most the batch being written plus one high-water mark).
-When writing fails, ``error`` is set, ``on_failure`` is called and the relay stops relaying
+When writing fails, ``error`` is set, ``on_failed`` is called and the relay stops relaying
 rather than pass traffic it cannot record.
 """
 
@@ -64,7 +64,7 @@ class Recorder:
     commit_interval: float = 0.2
     high_water: int = 200_000  # unwritten rows ...
     high_water_bytes: int = 64 * 1024 * 1024  # ... or unwritten payload bytes, whichever comes first
-    on_failure: Callable[[str], None] | None = None
+    on_failed: Callable[[str], None] | None = None
     stats: RecorderStats = field(default_factory=RecorderStats)
     error: str | None = None
     session_id: int = 0
@@ -145,12 +145,12 @@ class Recorder:
         """Queue what is known of a connection when it ends."""
         self._append(ConnectionClosed(conn_id, closed_at_us or now_us(), close_code, close_reason, closed_by, error))
 
-    def violation(self, row: ViolationRow) -> None:
+    def add_violation(self, row: ViolationRow) -> None:
         """Queue one ``violations`` row (core.rows.violation_row)."""
         self.stats.violations += 1
         self._append(row)
 
-    def frame(self, row: FrameRow) -> None:
+    def add_frame(self, row: FrameRow) -> None:
         """Queue one ``frame_store`` row (core.rows.frame_row)."""
         self.stats.frames_received += 1
         self._pending_bytes += row.size  # a heuristic for back pressure, reset per batch
@@ -302,8 +302,8 @@ MAX_TRANSACTION_BYTES):
         self.error = message
         if self._capacity is not None:
             self._call_in_loop(self._capacity.set)  # release waiting pumps: they see the error
-        if self.on_failure is not None:
-            self._call_in_loop(self.on_failure, message)
+        if self.on_failed is not None:
+            self._call_in_loop(self.on_failed, message)
 
     def _call_in_loop(self, callback: Callable[..., None], *args: Any) -> None:
         if self._loop is not None and not self._loop.is_closed():
