@@ -18,10 +18,10 @@ install() {
     [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
     if [ -n "${2:-}" ]; then
         # PIP_CONSTRAINT also pins the build backend pip installs in its isolated build environment
-        PIP_CONSTRAINT="$PWD/$2" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+        PIP_CONSTRAINT="$PWD/$2" "$venv/bin/python" -m pip install -qq --disable-pip-version-check -e ".[test]"
     else
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e ".[test]"
+        "$venv/bin/python" -m pip install -qq --disable-pip-version-check --upgrade pip setuptools
+        "$venv/bin/python" -m pip install -qq --disable-pip-version-check --upgrade --upgrade-strategy eager -e ".[test]"
     fi
 }
 
