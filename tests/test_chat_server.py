@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 import pytest
@@ -94,6 +95,10 @@ async def test_error_codes(chat_server) -> None:
     await asyncio.sleep(0.2)
     answer = [m for m in alice.received if m.msg_id == "broken"]
     assert answer and answer[0].response_payload()["error"]["code"] == "bad_request"
+    await alice.ws.send_str('{"type":"request","timestamp":1700000000,"id":42,"payloadType":"read","payload":{}}')
+    await asyncio.sleep(0.2)  # an integer id (invalid) is answered with that integer, so the client can pair it
+    answer = [json.loads(m.raw) for m in alice.received if m.envelope is None and '"id":42' in m.raw]
+    assert answer and answer[0]["type"] == "response" and answer[0]["payload"]["error"]["code"] == "bad_request"
     await alice.close()
     await bob.close()
 

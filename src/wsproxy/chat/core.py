@@ -108,13 +108,17 @@ class ChatCore:
         return self._flush()
 
     def _answer_unreadable(self, conn: Connection, text: str, reason: str) -> None:
-        """An invalid request that still carries a string id gets a bad_request answer."""
+        """An invalid request that still carries an id gets a bad_request answer with that id as it came
+        (a string, or the integer a careless client sent: the client can still pair the answer)."""
         try:
             value = msgspec.json.decode(text)
         except msgspec.DecodeError:
             return  # not JSON: no id to answer
-        if isinstance(value, dict) and value.get("type") == "request" and isinstance(value.get("id"), str):
-            self._send(conn.conn_id, {"type": "response", "timestamp": self._now(), "id": value["id"],
+        if not isinstance(value, dict) or value.get("type") != "request":
+            return
+        request_id = value.get("id")
+        if isinstance(request_id, (str, int)) and not isinstance(request_id, bool):
+            self._send(conn.conn_id, {"type": "response", "timestamp": self._now(), "id": request_id,
                                       "payload": {"error": {"code": "bad_request", "message": reason}}})
 
     # --- requests ---

@@ -75,12 +75,29 @@ def os_error(exc: OSError) -> str:
     return f"{text}" + (f": {exc.filename}" if exc.filename else "")
 
 
-def run_async(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run a coroutine; Ctrl-C cancels it (the edge reports it)."""
-    return asyncio.run(main())
+LOOPS = ("auto", "uvloop", "asyncio")
 
 
-def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) -> Any:
+def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``--loop`` asks for: uvloop when installed ("auto"), or the standard one."""
+    if loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if loop == "uvloop":
+            raise UserError("--loop uvloop: uvloop is not installed (pip install uvloop), or use --loop asyncio") from None
+        return None
+    return uvloop.new_event_loop
+
+
+def run_async(main: Callable[[], Coroutine[Any, Any, Any]], loop: str = "asyncio") -> Any:
+    """Run a coroutine on the ``loop`` of ``loop_factory``; Ctrl-C cancels it (the edge reports it)."""
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        return runner.run(main())
+
+
+def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, Any]], loop: str = "asyncio") -> Any:
     """Run ``main(stop)``; SIGINT and SIGTERM set ``stop`` so it can shut down cleanly.
 
     Handlers are installed explicitly: a process started in the background by a
@@ -88,12 +105,12 @@ def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) 
     """
     async def wrapper() -> Any:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
+        running = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            running.add_signal_handler(sig, stop.set)
         try:
             return await main(stop)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-    return run_async(wrapper)
+                running.remove_signal_handler(sig)
+    return run_async(wrapper, loop)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from wsproxy.cli import options
-from wsproxy.cli.app import command, err, out, run_async, run_until_signal
+from wsproxy.cli.app import LOOPS, command, err, out, run_async, run_until_signal
 from wsproxy.cli.options import REPORT_FORMATS, FailOnOption, ProfileOption, choice
 from wsproxy.core.errors import EXIT_FOUND
 
@@ -33,6 +33,8 @@ def record(
     profile: ProfileOption = None,
     fail_on: FailOnOption = "none",
     no_check: Annotated[bool, typer.Option("--no-check", help="Record only; do not run the protocol checker.")] = False,
+    loop: Annotated[str, typer.Option(help="Event loop: auto (uvloop when installed, else asyncio's), uvloop "
+                                           "or asyncio.")] = "auto",
 ) -> None:
     """Relay WebSocket clients to the upstream server, check the protocol live and record every
     frame into DuckDB.
@@ -54,7 +56,9 @@ def record(
     from wsproxy.record.session import RecordOptions, RecordSession
 
     choice("--log-format", log_format, REPORT_FORMATS)
+    choice("--loop", loop, LOOPS)
     options.fail_on(fail_on)
+    allow_many_connections()
     session = RecordSession(RecordOptions(listen, upstream, db, label, not no_redact, max_message_size, insecure, ca,
                                           tls_cert, tls_key, options.profile(profile), not no_check))
     if session.host not in ("127.0.0.1", "localhost", "::1"):
@@ -88,7 +92,7 @@ def record(
             await session.stop()
         return summary(session)
 
-    result = run_until_signal(go)
+    result = run_until_signal(go, loop)
     if log_format == "json":
         log_json("summary", **result)
     else:
@@ -127,3 +131,15 @@ def demo(
 
     fault_plan = Faults.parse(faults)
     run_async(lambda: run_demo(db, out, fault_plan))
+
+
+def allow_many_connections() -> None:
+    """Every relayed connection holds two sockets: raise the open-file limit to what the system allows
+    (often 1,024 by default, which would refuse the 512th client)."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+    except (ImportError, ValueError, OSError):  # not POSIX, or not allowed: keep the limit there is
+        pass
