@@ -10,8 +10,8 @@ The paths compared:
 
   direct   the load talks to the chat server
   bare     through benchmarks/bare_relay.py: aiohttp, two pump tasks, nothing recorded (the reference)
-  record   through `wsproxy record` (its default event loop: uvloop when installed)
-  asyncio  through `wsproxy record --loop asyncio` (shown when uvloop is installed)
+  record   through `wsproxy record` (the standard asyncio event loop, its default)
+  uvloop   through `wsproxy record --loop uvloop` (when uvloop is installed)
   nocheck  through `wsproxy record --no-check`
 
 Prints, per scenario and round, messages/s and the proxy's CPU ms per 1,000 messages, then the median
@@ -119,7 +119,7 @@ class Rig:
             command = [sys.executable, str(BARE_RELAY), str(port), upstream]
         else:
             self.runs += 1
-            extra = {"record": [], "asyncio": ["--loop", "asyncio"], "nocheck": ["--no-check"]}[path]
+            extra = {"record": [], "uvloop": ["--loop", "uvloop"], "nocheck": ["--no-check"]}[path]
             command = [sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{port}", "--upstream",
                        upstream, "--db", str(self.tmp / f"run{self.runs}.duckdb"), "--log-format", "json",
                        "--max-message-size", str(1 << 20), *extra]
@@ -226,13 +226,15 @@ def report(runs: dict[str, list[dict]], targets: dict[tuple[str, str], float]) -
 
 
 def fixed_rate(rig: Rig, pool: ProcessPoolExecutor, args: argparse.Namespace) -> None:
-    """Response latency at 5,000 messages/s (10 connections x 167 requests/s, 3 messages each)."""
+    """Response latency at 5,000 messages/s (10 connections x 167 requests/s, 3 messages each), direct,
+    through the bare relay and through `wsproxy record`, alternating."""
     per_connection = 5000 / 3 / CONNECTIONS
-    p99 = {"direct": [], "record": []}
-    worst = {"direct": [], "record": []}
-    stalls = {"direct": 0, "record": 0}
+    paths = ("direct", "bare", "record")
+    p99: dict[str, list[float]] = {path: [] for path in paths}
+    worst: dict[str, list[float]] = {path: [] for path in paths}
+    stalls = dict.fromkeys(paths, 0)
     for _ in range(args.rounds):
-        for path in ("direct", "record"):
+        for path in paths:
             url = rig.start(path)
             _, result = load(pool, args.load_procs, url, 100, args.seconds + 2, "clean", rate=per_connection)
             rig.stop()
@@ -240,13 +242,13 @@ def fixed_rate(rig: Rig, pool: ProcessPoolExecutor, args: argparse.Namespace) ->
             worst[path].append(max(result.latencies, default=0) * 1000)
             stalls[path] += sum(1 for lat in result.latencies if lat > 0.020)
     median = statistics.median
-    print(f"\nfixed rate 5,000 msg/s, {CONNECTIONS} conns x 100 B, {args.rounds} alternating rounds:")
-    print(f"  p99 direct {' '.join(f'{v:.2f}' for v in p99['direct'])} ms; record "
-          f"{' '.join(f'{v:.2f}' for v in p99['record'])} ms; added {median(p99['record']) - median(p99['direct']):.2f} ms "
-          f"(target <= 1 ms)")
-    print(f"  slowest response direct {' '.join(f'{v:.1f}' for v in worst['direct'])} ms; record "
-          f"{' '.join(f'{v:.1f}' for v in worst['record'])} ms; responses over 20 ms: direct {stalls['direct']}, "
-          f"record {stalls['record']}")
+    print(f"\nfixed rate 5,000 msg/s, {CONNECTIONS} conns x 100 B, {args.rounds} alternating rounds "
+          f"(response round trips):")
+    for path in paths:
+        print(f"  {path:7} p99 {' '.join(f'{v:.2f}' for v in p99[path])} ms; slowest "
+              f"{' '.join(f'{v:.1f}' for v in worst[path])} ms; responses over 20 ms: {stalls[path]}")
+    print(f"  p99 added by record {median(p99['record']) - median(p99['direct']):.2f} ms (target <= 1 ms), "
+          f"by the bare relay {median(p99['bare']) - median(p99['direct']):.2f} ms")
 
 
 def idle_memory(rig: Rig, pool: ProcessPoolExecutor, counts: list[int]) -> None:
@@ -282,7 +284,7 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     try:
         import uvloop  # noqa: F401
-        paths = ["direct", "bare", "record", "asyncio", "nocheck"]
+        paths = ["direct", "bare", "record", "uvloop", "nocheck"]
     except ImportError:
         paths = ["direct", "bare", "record", "nocheck"]
     tmp = Path(tempfile.mkdtemp(prefix="wsproxy-bench-"))
@@ -294,7 +296,7 @@ def main() -> None:
                     runs = scenario(rig, pool, args, paths, size, "clean")
                     target = {100: 0.50, 4096: 0.0, 65536: 0.30}.get(size, 0.0)
                     report(runs, {("record", "direct"): target, ("bare", "direct"): 0, ("record", "bare"): 0,
-                                  ("asyncio", "direct"): 0, ("nocheck", "direct"): 0})
+                                  ("uvloop", "direct"): 0, ("nocheck", "direct"): 0})
             if "findings" not in skip:
                 runs = scenario(rig, pool, args, ["record", "nocheck"], 100, "findings")
                 report(runs, {("record", "nocheck"): 0.80})

@@ -30,6 +30,7 @@ def test_help_lists_every_command_and_version_prints() -> None:
     (["record", "--listen", "127.0.0.1:notaport"], "is not HOST:PORT"),
     (["record", "--tls-cert", "only.pem"], "--tls-cert and --tls-key go together"),
     (["record", "--log-format", "xml"], "--log-format must be text or json"),
+    (["record", "--loop", "trio"], "--loop must be asyncio, uvloop or auto, not 'trio'"),
     (["chat-server", "--faults", "bogus"], "unknown fault 'bogus'"),
     (["chat-client", "ws://127.0.0.1:9", "--scenario", "dance"], "unknown scenario"),
 ])

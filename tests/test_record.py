@@ -500,6 +500,22 @@ async def test_a_writer_that_falls_behind_slows_the_relay_and_loses_nothing(chat
     assert counts == {"request": 310, "response": 310, "event": 300}
 
 
+async def test_a_writer_slower_than_the_traffic_stays_within_a_second_of_it(chat_server, proxy) -> None:
+    # A disk that takes 0.25 ms per row, slower than the traffic: without a bound on the backlog's age the
+    # backlog (far below the high-water marks) grows while each write takes longer, and the recording
+    # falls ever further behind (3.1 s behind here without MAX_LAG_SECONDS; 1.3-1.5 s with it, the first
+    # backlog being sized before the writer's speed is known).
+    session = await proxy(chat_server.url)
+    recorder = session.recorder
+    stats = recorder.stats
+    recorder._write_hook = lambda: time.sleep(0.00025 * (stats.frames_received - stats.rows_written))
+    result = await run_load(session.url, users=10, messages=600, window=10, timeout=60)
+    assert result.responses == 6000
+    await session.stop()
+    assert stats.max_lag_seconds < 2.0, stats.max_lag_seconds
+    assert recorded(session.options.db, "SELECT count(*) FROM frames WHERE kind = 'text'") == [(18020,)]
+
+
 async def test_appending_a_session_to_an_existing_file(chat_server, proxy, tmp_path) -> None:
     for label in ("first", "second"):
         session = await proxy(chat_server.url, label=label)

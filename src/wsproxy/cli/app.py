@@ -75,7 +75,7 @@ def os_error(exc: OSError) -> str:
     return f"{text}" + (f": {exc.filename}" if exc.filename else "")
 
 
-LOOPS = ("auto", "uvloop", "asyncio")
+LOOPS = ("asyncio", "uvloop", "auto")
 
 
 def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -33,8 +33,8 @@ def record(
     profile: ProfileOption = None,
     fail_on: FailOnOption = "none",
     no_check: Annotated[bool, typer.Option("--no-check", help="Record only; do not run the protocol checker.")] = False,
-    loop: Annotated[str, typer.Option(help="Event loop: auto (uvloop when installed, else asyncio's), uvloop "
-                                           "or asyncio.")] = "auto",
+    loop: Annotated[str, typer.Option(help="Event loop: asyncio (the standard one), uvloop (when installed) or "
+                                           "auto (uvloop when installed); docs/performance.md compares them.")] = "asyncio",
 ) -> None:
     """Relay WebSocket clients to the upstream server, check the protocol live and record every
     frame into DuckDB.

@@ -44,6 +44,11 @@ RETRY_FOR_SECONDS = 10.0  # how long after its first failure a write that ran ou
 # 5,000 msg/s the p99 added by the proxy fell from 1.5 to 0.9 ms; throughput is unchanged, because
 # when the writer falls behind back pressure idles the relay (docs/performance.md).
 WRITER_NICENESS = 5
+# Back pressure also holds the relay while the oldest unwritten row is older than this, so that the
+# recording is never much more than a second behind the traffic (the writer takes the backlog whole:
+# what waits now is written within about one more such interval).
+MAX_LAG_SECONDS = 0.5
+FAST_WRITE_DISABLES = "zstd,dict_fsst"  # DuckDB compression methods the writer turns off under load
 
 
 @dataclass
@@ -77,6 +82,9 @@ class Recorder:
         self._wake = threading.Event()
         self._batch_ready = False
         self._busy = False  # writing full batches back to back: store large messages uncompressed
+        # How long the writer took per row lately (a moving average), starting from a cautious guess: the
+        # first backlog must not grow unchecked while nothing is known of the disk (100 B rows take ~5 us).
+        self._row_seconds = 100e-6
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -174,8 +182,15 @@ class Recorder:
 
     @property
     def behind(self) -> bool:
-        """The backlog is past the high-water mark: the relay should wait."""
-        return len(self._pending) >= self.high_water or self._pending_bytes >= self.high_water_bytes
+        """The relay should wait: the backlog is past the high-water mark, its oldest row has waited
+        longer than ``MAX_LAG_SECONDS``, or writing it would take longer than that at the writer's recent
+        speed. The last two keep the recording within about a second of the traffic when the writer is
+        slower than it: without them a backlog of 4 KiB messages grew to 3 s of writing before the
+        high-water mark held the relay."""
+        pending = self._pending
+        return (len(pending) >= self.high_water or self._pending_bytes >= self.high_water_bytes
+                or len(pending) * self._row_seconds > MAX_LAG_SECONDS
+                or (bool(pending) and time.monotonic() - (self._oldest_pending or 0.0) > MAX_LAG_SECONDS))
 
     @property
     def backlog(self) -> int:
@@ -214,10 +229,7 @@ class Recorder:
                     lag = time.monotonic() - (self._oldest_pending or time.monotonic())
                     try:
                         self._prefer_speed(full)
-                        for transaction in split_by_size(batch, batch_bytes, # DuckDB holds a transaction's rows in its memory until it commits: a backlog of large messages
-# (150 clients sending 16 MB each at once) failed to commit within MEMORY_LIMIT and stopped the relay.
-# The writer commits a large backlog in parts of at most this many message bytes.
-MAX_TRANSACTION_BYTES):
+                        for transaction in split_by_size(batch, batch_bytes, MAX_TRANSACTION_BYTES):
                             self._write_patiently(transaction)
                     except Exception as exc:  # disk full, file gone, ...: fail loudly, never silently
                         self._fail(f"writing to {self.path} failed: {first_line(exc)}")
@@ -229,11 +241,13 @@ MAX_TRANSACTION_BYTES):
                 return
 
     def _prefer_speed(self, busy: bool) -> None:
-        # DuckDB compresses long strings with ZSTD when it checkpoints, which halves how fast
-        # large messages are written (docs/performance.md). While full batches keep coming the
-        # recorder stores them uncompressed rather than slow the traffic down; otherwise it compresses.
+        # Two of DuckDB's string compressions cost more time at a checkpoint than the rest of the write:
+        # ZSTD halves how fast large messages are written, and DICT_FSST costs 150 us per 4 KiB message
+        # (7x the whole write of one without it; docs/performance.md). While full batches keep coming the
+        # recorder does without both rather than slow the traffic down; otherwise it compresses fully
+        # (DICT_FSST makes a file of small messages 3x smaller).
         if busy != self._busy and self._con is not None:
-            self._con.execute("SET disabled_compression_methods = 'zstd'" if busy
+            self._con.execute(f"SET disabled_compression_methods = '{FAST_WRITE_DISABLES}'" if busy
                               else "RESET disabled_compression_methods")
             self._busy = busy
 
@@ -262,11 +276,11 @@ MAX_TRANSACTION_BYTES):
                 delay = min(delay * 2, 2.0)
 
     def _write(self, batch: list[Any]) -> None:
-        if self._write_hook is not None:
+        started = time.perf_counter()
+        if self._write_hook is not None:  # a slow or failing disk, in tests: its time counts as writing
             self._write_hook()
         con = self._con
         assert con is not None
-        started = time.perf_counter()
         opens = [item for item in batch if type(item) is ConnectionOpened]
         closes = [item for item in batch if type(item) is ConnectionClosed]
         rows = [item for item in batch if type(item) is FrameRow]
@@ -293,10 +307,13 @@ MAX_TRANSACTION_BYTES):
                 pass
             raise
         stats = self.stats
+        elapsed = time.perf_counter() - started
+        if batch:
+            self._row_seconds = 0.5 * self._row_seconds + 0.5 * elapsed / len(batch)
         stats.rows_written += len(rows)
         stats.batches += 1
         stats.last_batch_rows = len(rows)
-        stats.write_seconds += time.perf_counter() - started
+        stats.write_seconds += elapsed
 
     def _fail(self, message: str) -> None:
         self.error = message
