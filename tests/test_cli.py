@@ -276,3 +276,13 @@ def test_ctrl_c_exits_130(tmp_path) -> None:
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=20)
     assert process.returncode == 130, err
+
+
+def test_loop_uvloop_without_uvloop_says_how_to_get_it() -> None:
+    import importlib.util
+    if importlib.util.find_spec("uvloop") is not None:
+        pytest.skip("uvloop is installed here")
+    result = wsproxy("record", "--listen", "127.0.0.1:0", "--loop", "uvloop")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("Error: --loop uvloop: uvloop is not installed (pip install uvloop), or use "
+                                     "--loop asyncio")
