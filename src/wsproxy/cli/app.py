@@ -42,12 +42,9 @@ def command(name: str | None = None, *, panel: str) -> Callable[[Callable[..., A
                 raise fail(str(exc), exc.code) from None
             except OSError as exc:
                 raise fail(os_error(exc)) from None
-            except KeyboardInterrupt:
-                err.print("[dim]interrupted[/]")
-                raise typer.Exit(EXIT_INTERRUPTED) from None
-            except Exception as exc:
-                if not _duckdb_interrupted(exc):
-                    raise  # a bug: the traceback is for us
+            except BaseException as exc:
+                if not _interrupted(exc):
+                    raise  # the command's own exit, or a bug (its traceback is for us)
                 err.print("[dim]interrupted[/]")
                 raise typer.Exit(EXIT_INTERRUPTED) from None
         guarded.__doc__ = (function.__doc__ or "").rstrip() + "\n\n" + EXIT_CODES_HELP
@@ -55,11 +52,11 @@ def command(name: str | None = None, *, panel: str) -> Callable[[Callable[..., A
     return register
 
 
-def _duckdb_interrupted(exc: Exception) -> bool:
-    """DuckDB turns Ctrl-C during a query into an error of its own (RuntimeError "Query interrupted" in
-    2.x, InterruptException in 1.x) rather than KeyboardInterrupt."""
-    return type(exc).__name__ == "InterruptException" or (type(exc) is RuntimeError and
-                                                          str(exc).startswith("Query interrupted"))
+def _interrupted(exc: BaseException) -> bool:
+    """Ctrl-C: KeyboardInterrupt, or what DuckDB turns it into during a query (RuntimeError "Query
+    interrupted" in 2.x, InterruptException in 1.x)."""
+    return (isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "InterruptException"
+            or (type(exc) is RuntimeError and str(exc).startswith("Query interrupted")))
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from wsproxy.inspect.diagram import Arrow, Diagram, more_text, note_mark, to_mermaid
+from wsproxy.inspect.diagram import SERVER, Arrow, Diagram, more_text, note_mark, to_mermaid
 
 CHAR_WIDTH = 7.2  # px per character at FONT_SIZE (an estimate for common sans-serif fonts)
 FONT_SIZE = 12
@@ -31,8 +31,7 @@ def sequence_svg(diagram: Diagram) -> str:
     width = int(MARGIN * 2 + column * len(keys))
     parts: list[str] = []
     y = MARGIN + BOX_HEIGHT + 24
-    steps = list(diagram.steps)
-    for step in steps:
+    for step in diagram.steps:
         if isinstance(step, Arrow):
             parts.append(_arrow(step, x[step.source], x[step.target], y))
             y += ROW
@@ -40,7 +39,7 @@ def sequence_svg(diagram: Diagram) -> str:
             parts.append(_note(note_mark(step.severity) + " " + step.text, step.severity, x[step.over], y, column))
             y += NOTE_ROW
     if diagram.not_shown:
-        parts.append(_note(more_text(diagram.not_shown), "info", x["S"], y, column))
+        parts.append(_note(more_text(diagram.not_shown), "info", x[SERVER], y, column))
         y += NOTE_ROW
     height = int(y + BOX_HEIGHT + MARGIN)
     head = [f'<svg xmlns="http://www.w3.org/2000/svg" class="sequence-diagram" width="{width}" height="{height}" '

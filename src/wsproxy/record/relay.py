@@ -238,7 +238,7 @@ class Relay:
                 counters.bytes[sender] += len(data)
                 if observe is not None:
                     observe(conn.conn_id, seq, ts, sender, parsed)
-                if recorder.behind:
+                if recorder.holding:
                     await recorder.wait_for_capacity()
             elif kind is WSMsgType.PING or kind is WSMsgType.PONG:
                 try:
@@ -283,13 +283,9 @@ async def _carry_out(actions: list[Action], legs: dict[str, Any]) -> None:
         if type(action) is ForwardClose:
             await _send_close_frame(ws, action.code, action.reason)
         elif type(action) is AnswerClose:
-            await _finish_close(ws, action.code, action.reason)
+            await _close(ws, action.code, action.reason.encode())
         elif type(action) is CloseLeg:
-            try:
-                await asyncio.wait_for(ws.close(code=action.code, message=action.reason.encode()[:MAX_REASON_BYTES]),
-                                       CLOSE_TIMEOUT)
-            except (asyncio.TimeoutError, ConnectionError, RuntimeError):
-                drop(ws)
+            await _close(ws, action.code, action.reason.encode()[:MAX_REASON_BYTES])
         else:
             drop(ws)
 
@@ -313,9 +309,10 @@ async def _send_close_frame(ws: Any, code: int | None, reason: str) -> None:
         pass
 
 
-async def _finish_close(ws: Any, code: int, reason: str) -> None:
-    """Answer a close that ``ws`` started: aiohttp sends our close frame and ends the transport."""
+async def _close(ws: Any, code: int, message: bytes) -> None:
+    """aiohttp's close(): our close frame, then (it answers one ``ws`` started, or waits for the reply
+    to ours) the transport ends; a peer that does not finish in time is dropped."""
     try:
-        await asyncio.wait_for(ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT)
+        await asyncio.wait_for(ws.close(code=code, message=message), CLOSE_TIMEOUT)
     except (asyncio.TimeoutError, ConnectionError, RuntimeError):
         drop(ws)

@@ -5,8 +5,8 @@ the whole backlog at least every ``commit_interval`` seconds, or as soon as a ba
 (an eighth of the high-water mark) is waiting, and writes it in one transaction as a
 columnar Arrow batch (executemany could not keep up: see docs/performance.md).
 
-Nothing is dropped: when the backlog passes ``high_water`` rows or ``high_water_bytes``,
-``wait_for_capacity`` makes the relay's pumps wait, so back pressure reaches the sockets
+Nothing is dropped: when the backlog passes ``high_water`` rows or ``high_water_bytes``, or would
+put the recording more than ``MAX_LAG_SECONDS`` behind, ``wait_for_capacity`` makes the relay's pumps wait, so back pressure reaches the sockets
 (we chose back pressure over spilling to disk: the recording stays the single source of
 truth and memory stays bounded, at most the batch being written plus one high-water mark).
 When writing fails, ``error`` is set, ``on_failed`` is called and the relay stops relaying
@@ -44,9 +44,9 @@ RETRY_FOR_SECONDS = 10.0  # how long after its first failure a write that ran ou
 # 5,000 msg/s the p99 added by the proxy fell from 1.5 to 0.9 ms; throughput is unchanged, because
 # when the writer falls behind back pressure idles the relay (docs/performance.md).
 WRITER_NICENESS = 5
-# Back pressure also holds the relay while the oldest unwritten row is older than this, so that the
-# recording is never much more than a second behind the traffic (the writer takes the backlog whole:
-# what waits now is written within about one more such interval).
+# Back pressure also holds the relay while the oldest unwritten row is older than this, or while the
+# backlog would take longer than this to write at the writer's recent speed, so that the recording
+# stays within about a second of the traffic (``Recorder.behind``).
 MAX_LAG_SECONDS = 0.5
 FAST_WRITE_DISABLES = "zstd,dict_fsst"  # DuckDB compression methods the writer turns off under load
 
@@ -191,6 +191,12 @@ class Recorder:
         return (len(pending) >= self.high_water or self._pending_bytes >= self.high_water_bytes
                 or len(pending) * self._row_seconds > MAX_LAG_SECONDS
                 or (bool(pending) and time.monotonic() - (self._oldest_pending or 0.0) > MAX_LAG_SECONDS))
+
+    @property
+    def holding(self) -> bool:
+        """Back pressure is on: an append found the recorder ``behind``, and the writer has not taken the
+        backlog since (the pumps check this after every frame; ``behind`` is worked out once, on append)."""
+        return self._capacity is not None and not self._capacity.is_set()
 
     @property
     def backlog(self) -> int:
