@@ -59,13 +59,14 @@ class RequestError(Exception):
 class ChatCore:
     """All server state. Every method returns the frames to send, in sending order."""
 
-    def __init__(self, faults: Faults | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, faults: Faults | None = None, clock: Callable[[], float] = time.time,
+                 first_message_id: int = 1) -> None:
         self.faults = faults or Faults()
         self.clock = clock
         self.users: dict[str, User] = {}
         self.connections: dict[int, Connection] = {}
         self.messages: dict[int, Message] = {}
-        self._next_message_id = 1
+        self._next_message_id = first_message_id
         self._orphans = 0
         self._out: list[Outgoing] = []
 

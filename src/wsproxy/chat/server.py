@@ -21,10 +21,11 @@ SOCKETS_KEY = web.AppKey("chat_sockets", set)
 _CLOSE = object()  # sentinel: the writer task ends
 
 
-def make_app(faults: Faults | None = None, max_msg_size: int = 16 * 1024 * 1024) -> web.Application:
-    """The chat server as an aiohttp application."""
+def make_app(faults: Faults | None = None, max_msg_size: int = 16 * 1024 * 1024,
+             first_message_id: int = 1) -> web.Application:
+    """The chat server as an aiohttp application (message ids count up from ``first_message_id``)."""
     app = web.Application()
-    app[CORE_KEY] = ChatCore(faults)
+    app[CORE_KEY] = ChatCore(faults, first_message_id=first_message_id)
     app[OUTBOXES_KEY] = {}
     app[SOCKETS_KEY] = set()
     ids = itertools.count(1)
@@ -97,9 +98,10 @@ class RunningServer:
         await self.runner.cleanup()
 
 
-async def start_chat_server(host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None) -> RunningServer:
+async def start_chat_server(host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None,
+                            first_message_id: int = 1) -> RunningServer:
     """Start the chat server on host:port (0: a free port) and return it running."""
-    runner = web.AppRunner(make_app(faults), handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(make_app(faults, first_message_id=first_message_id), handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -107,9 +109,10 @@ async def start_chat_server(host: str = "127.0.0.1", port: int = 0, faults: Faul
     return RunningServer(runner, f"ws://{host}:{bound_port}", bound_port)
 
 
-async def serve_until(stop: asyncio.Event, host: str, port: int, faults: Faults | None, announce) -> None:
+async def serve_until(stop: asyncio.Event, host: str, port: int, faults: Faults | None, announce,
+                      first_message_id: int = 1) -> None:
     """Run until ``stop`` is set (Ctrl-C, SIGTERM), then close every connection cleanly."""
-    server = await start_chat_server(host, port, faults)
+    server = await start_chat_server(host, port, faults, first_message_id)
     announce(server)
     try:
         await stop.wait()

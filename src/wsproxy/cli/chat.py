@@ -21,6 +21,8 @@ def chat_server(
              "Names: drop-response, duplicate-response, orphan-response, skip-event-id, repeat-event-id, "
              "missing-event-id, short-catchup, ms-timestamps, invalid-json, binary.")] = "",
     seed: Annotated[int, typer.Option(help="Random seed for fault rates, to repeat a run.")] = 0,
+    message_id_base: Annotated[int, typer.Option(
+        min=1, help="The first message id it hands out (a changed server for `wsproxy rerun`).")] = 1,
 ) -> None:
     """Run the reference chat server of protocol.md (users by ?user=NAME on any path).
 
@@ -29,6 +31,8 @@ def chat_server(
       wsproxy chat-server --port 8765
 
       wsproxy chat-server --faults drop-response,skip-event-id:0.1 --seed 7
+
+      wsproxy chat-server --message-id-base 1000     # other ids than a recording's, for rerun
     """
     from wsproxy.chat.faults import Faults
     from wsproxy.chat.server import serve_until
@@ -39,7 +43,7 @@ def chat_server(
         err.print(f"chat server listening on [bold]{server.url}[/] (connect to {server.url}/chat?user=NAME)"
                   + (f", faults: {faults}" if faults else "") + "; Ctrl-C stops")
 
-    run_until_signal(lambda stop: serve_until(stop, host, port, fault_plan, announce))
+    run_until_signal(lambda stop: serve_until(stop, host, port, fault_plan, announce, message_id_base))
     err.print("chat server stopped")
 
 

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from wsproxy.core.protocol import Finding
@@ -196,3 +197,56 @@ def _short_body(text: str) -> str:
     """The payload part of an envelope, or the whole text when it is not one."""
     marker = text.find('"payload":')
     return text[marker + 10:-1] if marker != -1 and text.endswith("}") else text
+
+
+_KIND_STYLE = {"missing": "red", "unexpected": "yellow", "close": "magenta", "handshake": "red", "finding": "red"}
+
+
+def rerun_report(console: Console, report: Any) -> None:
+    """A rerun's or diff's report, grouped by connection; every value from the wire through ``safe``."""
+    import msgspec
+    details = report.details
+    head = Text(f"wsproxy {report.title}: ", style="bold")
+    head.append(safe(str(details.get("source", ""))) + f" session {details.get('session')}")
+    if "upstream" in details:
+        head.append(f" against {safe(details['upstream'])}, recorded as session {details['rerun_session']} "
+                    f"of {safe(details['db'])}")
+    elif "other_session" in details:
+        head.append(f" against session {details['other_session']}")
+    console.print(head)
+    for name, items in report.groups():
+        line = Text(("✗ " if items else "✓ ") + safe(name), style="red" if items else "green")
+        if items:
+            line.append(f"  {len(items)} difference(s)", style="bold")
+        console.print(line)
+        for d in items:
+            text = Text("    ")
+            text.append(f"{d.kind:<16}", style=_KIND_STYLE.get(d.kind, "cyan"))
+            if d.seq is not None:
+                text.append(f"seq {d.seq:<4} ", style="dim")
+            text.append(safe(d.message))
+            for label, value in (("expected", d.expected), ("got", d.got)):
+                if value is not None:
+                    shown = value if isinstance(value, str) else msgspec.json.encode(value).decode()
+                    text.append(f"\n      {label}: ", style="dim")
+                    text.append(safe(shown if len(shown) <= 200 else shown[:199] + "…"))
+            console.print(text, soft_wrap=True)
+    if report.latency:
+        table = Table(title="request -> response latency (ms)", title_justify="left", box=None)
+        for column in ("payloadType", "recorded n", "p50", "p99", "rerun n", "p50", "p90", "p99"):
+            table.add_column(column, justify="left" if column == "payloadType" else "right")
+        for kind, sides in report.latency.items():
+            rec, now = sides["recorded"], sides["rerun"]
+            table.add_row(safe(kind), str(rec["count"]), _ms(rec, "p50_ms"), _ms(rec, "p99_ms"), str(now["count"]),
+                          _ms(now, "p50_ms"), _ms(now, "p90_ms"), _ms(now, "p99_ms"))
+        console.print(table)
+    if "messages_per_second" in details:
+        console.print(f"{details['messages']:,} messages in {details['elapsed_seconds']:.2f} s "
+                      f"({details['messages_per_second']:,.0f}/s)" + (f", {report.copies} copies" if report.copies > 1 else ""),
+                      highlight=False)
+    total = len(report.differences)
+    console.print(Text(f"{total} difference(s)" if total else "no differences", style="bold red" if total else "bold green"))
+
+
+def _ms(side: dict, key: str) -> str:
+    return f"{side[key]:.1f}" if key in side else "-"

@@ -9,6 +9,7 @@ from pathlib import Path
 from wsproxy.core.checker import Checker
 from wsproxy.core.profile import CHAT_PROFILE, Profile, fails
 from wsproxy.core.protocol import Finding, MessageDecoder
+from wsproxy.core.recorded import RecordedFrame, RecordedSession
 from wsproxy.store.read import SessionInfo, last_time, observations, session_info
 from wsproxy.store.files import open_recording
 
@@ -63,3 +64,32 @@ def check_recording(path: Path, session_id: int | None = None, profile: Profile 
         con.close()
     findings.sort(key=lambda f: (f.conn_id or 0, f.seq or 0, f.code))
     return CheckReport(path, info, profile.name, findings)
+
+
+def check_session(session: RecordedSession, profile: Profile = CHAT_PROFILE) -> list[Finding]:
+    """The checker over a session held as plain values (a JSONL or HAR source, a rerun), in the
+    order ``check_recording`` feeds a DuckDB one: by time; opens, then frames, then closes."""
+    timeline: list[tuple[int, int, int, int, RecordedFrame | None]] = []
+    for conn in session.connections:
+        if conn.status != 101:
+            continue
+        timeline.append((conn.opened_us, 0, conn.conn_id, 0, None))
+        timeline += [(f.ts_us, 1, conn.conn_id, f.seq, f) for f in conn.frames if f.kind in ("text", "binary")]
+        if conn.closed_us is not None:
+            timeline.append((conn.closed_us, 2, conn.conn_id, 0, None))
+    timeline.sort(key=lambda entry: entry[:4])
+    checker = Checker(profile)
+    decode = MessageDecoder(profile).decode
+    findings: list[Finding] = []
+    for ts, rank, conn_id, seq, frame in timeline:
+        if rank == 1:
+            findings += checker.message(conn_id, seq, ts, frame.sender,
+                                        decode(frame.kind, frame.text if frame.kind == "text" else frame.data,
+                                               frame.sender))
+        elif rank == 0:
+            findings += checker.open(conn_id, ts)
+        else:
+            findings += checker.close(conn_id, ts)
+    if timeline:
+        findings += checker.finish(max(entry[0] for entry in timeline))
+    return findings

@@ -22,13 +22,19 @@ CREATE TABLE IF NOT EXISTS replay_divergences (
 """
 
 
+def source_kind(path: Path) -> str:
+    """"jsonl", "har" or "duckdb", by content, not name."""
+    return "jsonl" if is_jsonl(path) else "har" if _is_json(path) else "duckdb"
+
+
 def load_recording(path: Path, session_id: int | None = None) -> RecordedSession:
     """The session to replay from a DuckDB recording or a JSONL export (by content, not name)."""
     if not path.exists():
-        raise StoreError(f"{path} does not exist: give a recording (.duckdb) or a JSONL export")
-    if is_jsonl(path):
+        raise StoreError(f"{path} does not exist: give a recording (.duckdb), a JSONL export or a HAR file")
+    kind = source_kind(path)
+    if kind == "jsonl":
         return session_from_jsonl(path, session_id)
-    if _is_json(path):  # a HAR capture (Chrome DevTools, mitmproxy, ...)
+    if kind == "har":  # a HAR capture (Chrome DevTools, mitmproxy, ...)
         from wsproxy.inspect.har import from_har
         try:
             return from_har(msgspec.json.decode(path.read_bytes()), path.stem).session
@@ -59,7 +65,7 @@ def save_divergences(recording: Path, session_id: int, started_us: int, divergen
                     ("replay_started_us", "session_id", "conn_id", "ts_us", "kind", "message", "expected", "got"),
                     row))).decode() + "\n")
         return str(report)
-    if is_jsonl(recording) or _is_json(recording):
+    if source_kind(recording) != "duckdb":
         return "nowhere (give --report FILE to keep them for a JSONL or HAR recording)"
     try:
         con = duckdb.connect(str(recording))

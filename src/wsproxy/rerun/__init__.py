@@ -1,0 +1,1 @@
+"""`wsproxy rerun` and `wsproxy diff`: a recording's clients against a live server, and what changed."""
