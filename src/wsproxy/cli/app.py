@@ -61,7 +61,9 @@ def _interrupted(exc: BaseException) -> bool:
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print ``Error: message`` (one line) and return the Exit to raise."""
-    err.print(f"[bold red]Error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    from rich.text import Text
+    # the message is plain text: "[x]" in a path or a SQL error is not rich markup
+    err.print(Text.assemble(("Error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -64,7 +64,9 @@ def schedule(session: RecordedSession) -> list[Step]:
             elif frame.kind == "close" and not server_closed and not client_closed:
                 client_closed = True  # (a close answering the server's is the WebSocket client's job)
                 timeline.append((frame.ts_us, 1, conn.conn_id, frame.seq, Step(conn.conn_id, "close", frame.seq, frame)))
-        if conn.closed_by == "client" and not client_closed and not server_closed:
+        # a client close, or no close on record (a HAR capture, a recorder that was killed): the client
+        # closes after its last frame, so that it does not linger and receive what it never did
+        if conn.closed_by in ("client", None) and not client_closed and not server_closed:
             end = conn.closed_us if conn.closed_us is not None else (conn.frames[-1].ts_us if conn.frames else conn.opened_us)
             timeline.append((end, 2, conn.conn_id, 1 << 31, Step(conn.conn_id, "close", None)))
     timeline.sort(key=lambda entry: entry[:4])

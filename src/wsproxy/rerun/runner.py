@@ -115,7 +115,8 @@ async def run_rerun(session: RecordedSession, options: RerunOptions,
 
     await check_reachable(options.upstream)
     proxy = RecordSession(RecordOptions(listen="127.0.0.1:0", upstream=options.upstream, db=options.db,
-                                        label=options.label, redact=options.redact, profile=options.profile))
+                                        label=options.label or started_label(None, session, options.upstream),
+                                        redact=options.redact, profile=options.profile))
     await proxy.start()
     started = time.monotonic()
     steps_total = len(schedule(session)) * options.copies
@@ -313,5 +314,6 @@ def recorded_latencies(session: RecordedSession) -> dict[str, list[float]]:
 RERUN_LABEL = "rerun of "  # how a rerun's session label starts (the default --session skips them)
 
 
-def started_label(source: Path, session: RecordedSession, upstream: str) -> str:
-    return f"{RERUN_LABEL}{source.name} session {session.session_id} against {upstream}"
+def started_label(source: Path | None, session: RecordedSession, upstream: str) -> str:
+    where = f"{source.name} " if source is not None else ""
+    return f"{RERUN_LABEL}{where}session {session.session_id} against {upstream}"
