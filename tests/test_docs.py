@@ -34,7 +34,8 @@ def test_the_complete_profile_example_loads_and_uses_every_key() -> None:
     profile = profile_from_dict(data)
     assert profile.name == "chat-staging" and profile.response_timeout == 5.0 and profile.request_id_memory == 50_000
     assert set(data) == {"name", "response_timeout", "request_id_memory", "severities", "events", "payload_types",
-                         "event_types", "timestamps"}
+                         "event_types", "timestamps", "rerun"}
+    assert profile.rerun_rebind == ("payload.reactionId",) and profile.rerun_ignore == ("payload.serverTime",)
 
 
 @pytest.mark.parametrize("command", ["record", "check", "demo", "chat-server", "chat-client"])

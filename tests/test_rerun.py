@@ -245,3 +245,18 @@ async def test_rerun_usage_errors_are_one_line_and_exit_2(flow, args, message) -
 async def test_diff_needs_two_sessions(flow) -> None:
     code, _, stderr = await cli("diff", str(flow))
     assert code == 2 and stderr.strip() == f"Error: {flow} holds 1 session(s); diff needs two (record or rerun another)"
+
+
+async def test_a_profile_names_fields_to_ignore_for_diff_and_rerun(flow, tmp_path) -> None:
+    await rerun_against(flow, "missing-event-id", wait=0.5)  # session 2: the catch-up count changed, among others
+    profile = tmp_path / "p.toml"
+    profile.write_text('[rerun]\nignore = ["payload.count"]\nrebind = ["payload.lastEventId"]\n')
+    _, plain, _ = await cli("diff", str(flow), "--session", "1", "--session", "2", "--format", "json")
+    _, quiet, _ = await cli("diff", str(flow), "--session", "1", "--session", "2", "--format", "json",
+                            "--profile", str(profile))
+    paths = [d["path"] for d in json.loads(plain)["items"]]
+    assert "payload.count" in paths
+    assert [d["path"] for d in json.loads(quiet)["items"]] == [p for p in paths if p != "payload.count"]
+    profile.write_text('[rerun]\nskip = ["x"]\n')
+    code, _, stderr = await cli("diff", str(flow), "--session", "1", "--session", "2", "--profile", str(profile))
+    assert code == 2 and "[rerun] has unknown key(s) skip" in stderr

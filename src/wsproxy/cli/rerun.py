@@ -21,17 +21,19 @@ IgnoreOption = Annotated[Optional[list[str]], typer.Option(
                      "payload.items[*].etag (repeatable).")]
 RebindOption = Annotated[Optional[list[str]], typer.Option(
     "--rebind", help="A JSON path whose value the server generates (recorded 125, live 7: sent and compared "
-                     "as the live one). Message and event ids of the chat protocol are built in (repeatable).")]
+                     "as the live one). Message and event ids of the chat protocol are built in; a profile's "
+                     "[rerun] rebind adds more (repeatable).")]
 FormatOption = Annotated[str, typer.Option("--format", help="text (default), json, or junit (with -o FILE).")]
 OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to FILE "
                                                                                  "instead of standard output.")]
 
 
-def _rules(ignore: list[str] | None, rebind: list[str] | None) -> Any:
+def _rules(ignore: list[str] | None, rebind: list[str] | None, profile: Any) -> Any:
+    """The comparison rules: the chat protocol's, the profile's [rerun] paths, then the options'."""
     from wsproxy.core.rerun_compare import CHAT_IGNORES, CHAT_REBINDS, PathError, Rebind, Rules, parse_path
     try:
-        ignores = tuple(parse_path(p) for p in ignore or [])
-        rebinds = tuple(Rebind(parse_path(p), p) for p in rebind or [])
+        ignores = tuple(parse_path(p) for p in [*profile.rerun_ignore, *(ignore or [])])
+        rebinds = tuple(Rebind(parse_path(p), p) for p in [*profile.rerun_rebind, *(rebind or [])])
     except PathError as exc:
         raise UserError(f"bad JSON path {exc}") from None
     return Rules(rebinds=CHAT_REBINDS + rebinds, ignores=CHAT_IGNORES + ignores)
@@ -92,8 +94,8 @@ def rerun(
     headers = dict(parse_header(h) for h in header or [])
     variation = [parse_vary(v) for v in vary or []]
     renames = [parse_rename(r) for r in rename or []]
-    rules = _rules(ignore, rebind)
     check_profile = options.profile(profile)
+    rules = _rules(ignore, rebind, check_profile)
     if session_id is None and recording.exists() and source_kind(recording) == "duckdb":
         session_id = _newest_recorded(recording)
     session = load_recording(recording, session_id)
@@ -159,8 +161,8 @@ def diff(
     choice("--format", format, RERUN_FORMATS)
     if format == "junit" and output is None:
         raise UserError("--format junit writes a file: add -o FILE (e.g. -o diff.xml)")
-    rules = _rules(ignore, rebind)
     check_profile = options.profile(profile)
+    rules = _rules(ignore, rebind, check_profile)
     if sessions is None:
         sessions = _two_newest(recording)
     if len(sessions) != 2:

@@ -83,6 +83,9 @@ class Profile:
     millisecond_threshold: float = 1e11
     # timestamp-backwards tolerates this much (seconds) of going back.
     backwards_tolerance: float = 1.0
+    # `wsproxy rerun` / `diff`: JSON paths of values the server generates, and of fields never compared.
+    rerun_rebind: tuple[str, ...] = ()
+    rerun_ignore: tuple[str, ...] = ()
 
     @property
     def known_payload_types(self) -> frozenset[str]:
@@ -132,7 +135,7 @@ def profile_from_dict(data: dict[str, Any], source: str = "profile") -> Profile:
     """Apply the keys of a profile document to the built-in chat profile."""
     base = CHAT_PROFILE
     known_keys = {"name", "response_timeout", "request_id_memory", "severities", "events", "payload_types",
-                  "event_types", "timestamps"}
+                  "event_types", "timestamps", "rerun"}
     unknown = set(data) - known_keys
     if unknown:
         raise ProfileError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; "
@@ -181,6 +184,12 @@ def profile_from_dict(data: dict[str, Any], source: str = "profile") -> Profile:
         changes["millisecond_threshold"] = float(stamps["millisecond_threshold"])
     if "backwards_tolerance" in stamps:
         changes["backwards_tolerance"] = float(stamps["backwards_tolerance"])
+    rerun = _expect(data.get("rerun", {}), dict, f"{source}: [rerun]")
+    unknown_rerun = set(rerun) - {"rebind", "ignore"}
+    if unknown_rerun:
+        raise ProfileError(f"{source}: [rerun] has unknown key(s) {', '.join(sorted(unknown_rerun))}; allowed: ignore, rebind")
+    changes["rerun_rebind"] = tuple(_string_list(rerun.get("rebind", []), f"{source}: rerun.rebind"))
+    changes["rerun_ignore"] = tuple(_string_list(rerun.get("ignore", []), f"{source}: rerun.ignore"))
     profile = replace(base, **changes)
     overlap = profile.stateful_events & profile.ephemeral_events
     if overlap:
