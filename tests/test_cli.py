@@ -226,7 +226,8 @@ async def test_replay_serves_the_demo_with_zero_divergences_and_reports_them_oth
 
 @pytest.mark.parametrize("command", [
     ["check"], ["replay"], ["query", "{file}", "SELECT 1"], ["show"], ["sessions"], ["connections"], ["diagram"],
-    ["export", "{file}", "-o", "{out}"],
+    ["export", "{file}", "-o", "{out}"], ["rerun", "{file}", "--upstream", "ws://127.0.0.1:1"],
+    ["diff", "{file}", "--session", "1", "--session", "2"],
 ])
 def test_an_unreadable_recording_exits_2_in_every_command(tmp_path, command) -> None:
     notdb = tmp_path / "notes.duckdb"
