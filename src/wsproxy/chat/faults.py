@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass, field
 
 from wsproxy.core.errors import UserError
+from wsproxy.core.inject import probability
 
 # Each fault and the misbehaviour it produces; the checker rule it should trigger follows.
 FAULTS: dict[str, str] = {
@@ -71,10 +72,7 @@ def _parse_rate(name: str, text: str) -> float:
         return 1.0
     if text == "once":
         return None  # type: ignore[return-value]
-    try:
-        rate = float(text)
-    except ValueError:
-        rate = -1.0
-    if not 0.0 < rate <= 1.0:
+    rate = probability(text)
+    if rate is None:
         raise FaultSpecError(f"rate of {name} must be 'once', 'always' or a number in (0, 1], not {text!r}")
     return rate

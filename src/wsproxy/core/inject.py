@@ -63,6 +63,15 @@ def parse_duration(text: str, word: str) -> float:
     return seconds
 
 
+def probability(text: str) -> float | None:
+    """A number in (0, 1] (a rate that can fire), else None. Also read by the chat server's --faults."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0.0 < value <= 1.0 else None
+
+
 def _integer(text: str, word: str, low: int, high: int | None = None) -> int:
     if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
         bound = f"{low}..{high}" if high is not None else f">= {low}"
@@ -142,11 +151,8 @@ def _selector(fields: dict, name: str, eq: str, value: str, word: str, where: st
         once_only(name)
         fields[name] = _integer(value, where, 1 if name == "nth" else 0)
     elif eq and name == "rate":
-        try:
-            rate = float(value)
-        except ValueError:
-            rate = -1.0
-        if not 0.0 < rate <= 1.0:
+        rate = probability(value)
+        if rate is None:
             raise RuleError(f"{where}: rate=P takes a probability, 0 < P <= 1 (e.g. rate=0.1)")
         fields["rate"] = rate
     else:
