@@ -14,7 +14,7 @@ from aiohttp import web
 from conftest import recorded
 from wsproxy.chat.client import overview_flow
 from wsproxy.chat.faults import FAULTS, Faults
-from wsproxy.chat.server import start_chat_server
+from wsproxy.chat.server import CORE_KEY, start_chat_server
 from wsproxy.record.session import RecordOptions, RecordSession
 from wsproxy.replay.source import load_recording
 from wsproxy.rerun.runner import RerunOptions, UpstreamUnreachable, run_rerun
@@ -260,3 +260,51 @@ async def test_a_profile_names_fields_to_ignore_for_diff_and_rerun(flow, tmp_pat
     profile.write_text('[rerun]\nskip = ["x"]\n')
     code, _, stderr = await cli("diff", str(flow), "--session", "1", "--session", "2", "--profile", str(profile))
     assert code == 2 and "[rerun] has unknown key(s) skip" in stderr
+
+
+async def test_a_wss_upstream_is_rerun_with_its_ca(flow, tmp_path) -> None:
+    import ssl
+
+    import trustme
+
+    from wsproxy.chat.server import make_app
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    runner = web.AppRunner(make_app(first_message_id=70), handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
+    url = f"wss://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        trusted = await run_rerun(load_recording(flow, 1), RerunOptions(upstream=url, db=flow, ca_file=str(ca_file)))
+        untrusted = await run_rerun(load_recording(flow, 1), RerunOptions(upstream=url, db=flow, wait=0.2))
+    finally:
+        await runner.cleanup()
+    assert trusted.differences == []
+    assert {d.kind for d in untrusted.differences} >= {"handshake"}  # the proxy could not verify it: 502
+    assert {d.got for d in untrusted.differences if d.kind == "handshake"} == {502}
+
+
+async def test_ctrl_c_stops_a_rerun_with_what_it_did_recorded(flow) -> None:
+    import signal
+    server = await start_chat_server(faults=Faults.parse("drop-response"))  # the rerun then waits --wait 60
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "wsproxy", "rerun", str(flow), "--upstream", server.url, "--wait", "60",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+        for _ in range(200):  # until the rerun has sent the request whose response never comes
+            await asyncio.sleep(0.05)
+            if server.runner.app[CORE_KEY].faults.fired:  # the response was dropped: the rerun waits now
+                break
+        await asyncio.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        await server.stop()
+    assert process.returncode == 130, stderr
+    assert stderr.decode().strip().endswith(f"interrupted: what the rerun did so far is recorded in {flow} (its newest session)")
+    [(ended, frames)] = recorded(flow, "SELECT s.ended_at IS NOT NULL, (SELECT count(*) FROM frames JOIN connections c "
+                                       "USING (conn_id) WHERE c.session_id = 2) FROM sessions s WHERE session_id = 2")
+    assert ended and frames >= 10

@@ -21,6 +21,11 @@ ProfileOption = Annotated[Optional[Path], typer.Option(
     "--profile", help="A protocol profile (TOML) to check with instead of the built-in chat profile; "
                       "see docs/checks.md.")]
 
+NoRedactOption = Annotated[bool, typer.Option(
+    "--no-redact", help="Keep Authorization/Cookie headers and token query values in the recording.")]
+InsecureOption = Annotated[bool, typer.Option("--insecure", help="Do not verify the wss:// upstream's certificate.")]
+CaOption = Annotated[Optional[str], typer.Option("--ca", help="Trust this CA file for a wss:// upstream.")]
+
 FAIL_ON_HELP = "Exit 1 if findings of this severity (or worse) were seen: error, warning or none."
 FailOnOption = Annotated[str, typer.Option("--fail-on", help=FAIL_ON_HELP)]
 

@@ -11,7 +11,7 @@ import typer
 from wsproxy.cli import options
 from wsproxy.cli.app import command, err, out, run_async
 from wsproxy.cli.options import ProfileOption, choice
-from wsproxy.core.errors import EXIT_FOUND, UserError
+from wsproxy.core.errors import EXIT_FOUND, EXIT_INTERRUPTED, UserError
 
 PANEL = "Replay"
 RERUN_FORMATS = ("text", "json", "junit")
@@ -63,6 +63,9 @@ def rerun(
     format: FormatOption = "text",
     output: OutputOption = None,
     profile: ProfileOption = None,
+    no_redact: options.NoRedactOption = False,
+    insecure: options.InsecureOption = False,
+    ca: options.CaOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress; only the report.")] = False,
 ) -> None:
     """Play a recording's clients against a live server and report what it answers differently.
@@ -82,6 +85,8 @@ def rerun(
       wsproxy rerun demo.duckdb --upstream ws://127.0.0.1:8765 --format junit -o rerun.xml
 
       wsproxy rerun demo.duckdb --upstream ws://127.0.0.1:8765 --copies 20 --vary query:user
+
+      wsproxy rerun today.duckdb --upstream wss://staging.example.org --ca staging-ca.pem --header "Cookie: s=1"
     """
     from wsproxy.core.rerun_plan import parse_header, parse_rename, parse_vary
     from wsproxy.replay.source import load_recording, source_kind
@@ -103,7 +108,7 @@ def rerun(
         raise UserError(f"session {session.session_id} of {recording} has no connection to rerun")
     target = db or (recording if source_kind(recording) == "duckdb" else recording.with_name(recording.name + ".rerun.duckdb"))
     run_options = RerunOptions(upstream, target, started_label(recording, session, upstream), wait, headers, rules,
-                               copies, variation, renames, check_profile)
+                               copies, variation, renames, check_profile, not no_redact, insecure, ca)
     show_progress = not quiet and err.is_terminal
 
     async def go() -> Any:
@@ -119,7 +124,12 @@ def rerun(
         err.print(f"rerunning session {session.session_id} of {recording} ({len(session.connections)} connection(s)"
                   + (f" x {copies} copies" if copies > 1 else "") + f") against {upstream}; recording into {target}",
                   highlight=False)
-    result = run_async(go)
+    try:
+        result = run_async(go)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: what the rerun did so far is recorded in {target} (its newest session)",
+                  highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     report = Report("rerun", session, result.differences, copies, {
         "source": str(recording), "session": session.session_id, "upstream": upstream, "db": str(target),
         "rerun_session": result.session_id, "elapsed_seconds": round(result.elapsed, 3),

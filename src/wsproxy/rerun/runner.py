@@ -41,6 +41,8 @@ class RerunOptions:
     renames: list[tuple[str, str]] = field(default_factory=list)
     profile: Profile = CHAT_PROFILE
     redact: bool = True
+    insecure: bool = False  # a wss:// upstream: do not verify its certificate
+    ca_file: str | None = None  # ... or trust this CA
 
 
 @dataclass
@@ -116,7 +118,8 @@ async def run_rerun(session: RecordedSession, options: RerunOptions,
     await check_reachable(options.upstream)
     proxy = RecordSession(RecordOptions(listen="127.0.0.1:0", upstream=options.upstream, db=options.db,
                                         label=options.label or started_label(None, session, options.upstream),
-                                        redact=options.redact, profile=options.profile))
+                                        redact=options.redact, profile=options.profile, insecure=options.insecure,
+                                        ca_file=options.ca_file))
     await proxy.start()
     started = time.monotonic()
     steps_total = len(schedule(session)) * options.copies
