@@ -308,3 +308,16 @@ async def test_ctrl_c_stops_a_rerun_with_what_it_did_recorded(flow) -> None:
     [(ended, frames)] = recorded(flow, "SELECT s.ended_at IS NOT NULL, (SELECT count(*) FROM frames JOIN connections c "
                                        "USING (conn_id) WHERE c.session_id = 2) FROM sessions s WHERE session_id = 2")
     assert ended and frames >= 10
+
+
+async def test_diff_against_another_file(flow, tmp_path) -> None:
+    from wsproxy.inspect.exporter import export_session
+    await rerun_against(flow, "drop-response", wait=0.5)  # session 2 of flow.duckdb
+    fixture = tmp_path / "fixture.jsonl"
+    export_session(flow, fixture, "jsonl", 1)
+    code, stdout, stderr = await cli("diff", str(fixture), "--against", str(flow), "--format", "json")
+    report = json.loads(stdout)
+    assert code == 1 and report["session"] == 1 and report["other_session"] == 2, stderr
+    assert report["other_source"] == str(flow) and report["differences"] == 2
+    code, stdout, _ = await cli("diff", str(fixture), "--against", str(flow), "--session", "1", "--session", "1")
+    assert code == 0 and f"against {flow} session 1" in stdout and "no differences" in stdout

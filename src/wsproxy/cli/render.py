@@ -212,7 +212,8 @@ def rerun_report(console: Console, report: Any) -> None:
         head.append(f" against {safe(details['upstream'])}, recorded as session {details['rerun_session']} "
                     f"of {safe(details['db'])}")
     elif "other_session" in details:
-        head.append(f" against session {details['other_session']}")
+        head.append(" against " + (safe(details["other_source"]) + " " if "other_source" in details else "")
+                    + f"session {details['other_session']}")
     console.print(head)
     for name, items in report.groups():
         line = Text(("✗ " if items else "✓ ") + safe(name), style="red" if items else "green")

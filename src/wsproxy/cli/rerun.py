@@ -146,6 +146,8 @@ def diff(
     sessions: Annotated[Optional[list[int]], typer.Option(
         "--session", help="The two sessions to compare, expected first: --session 1 --session 2 "
                           "(default: the two newest).")] = None,
+    against: Annotated[Path | None, typer.Option(
+        help="Read the second session from this file (a recording, JSONL or HAR) instead of RECORDING.")] = None,
     ignore: IgnoreOption = None,
     rebind: RebindOption = None,
     format: FormatOption = "text",
@@ -161,6 +163,8 @@ def diff(
       wsproxy diff demo.duckdb --session 1 --session 2
 
       wsproxy diff demo.duckdb --format json --ignore payload.serverTime
+
+      wsproxy diff fixtures/login.jsonl --against today.duckdb --session 1 --session 3
     """
     from wsproxy.core.rerun_compare import compare_sessions, finding_differences
     from wsproxy.inspect.check import check_session
@@ -173,15 +177,23 @@ def diff(
         raise UserError("--format junit writes a file: add -o FILE (e.g. -o diff.xml)")
     check_profile = options.profile(profile)
     rules = _rules(ignore, rebind, check_profile)
-    if sessions is None:
-        sessions = _two_newest(recording)
-    if len(sessions) != 2:
-        raise UserError(f"give two sessions to compare (--session A --session B), not {len(sessions)}")
-    expected, other = (load_recording(recording, s) for s in sessions)
+    if against is not None:  # one session of each file: --session A --session B, or each file's newest
+        picked = sessions or [None, None]
+        if len(picked) != 2:
+            raise UserError(f"with --against give no --session or two (A in RECORDING, B in {against}), not {len(picked)}")
+        expected, other = load_recording(recording, picked[0]), load_recording(against, picked[1])
+        sessions = [expected.session_id, other.session_id]
+    else:
+        if sessions is None:
+            sessions = _two_newest(recording)
+        if len(sessions) != 2:
+            raise UserError(f"give two sessions to compare (--session A --session B), not {len(sessions)}")
+        expected, other = (load_recording(recording, s) for s in sessions)
     differences = compare_sessions(expected, other, rules) + finding_differences(
         finding_counts(check_session(expected, check_profile)), finding_counts(check_session(other, check_profile)))
     report = Report("diff", expected, differences, 1, {"source": str(recording), "session": sessions[0],
-                                                       "other_session": sessions[1]})
+                                                       "other_session": sessions[1],
+                                                       **({"other_source": str(against)} if against else {})})
     _emit(report, format, output)
     if differences:
         raise typer.Exit(EXIT_FOUND)
