@@ -11,6 +11,7 @@ Core module: standard library and msgspec only.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,7 +228,6 @@ class _Expected:
     frame: RecordedFrame
     meaning: Meaning
     live: int | None = None  # index of the live message paired with it
-    given_up: bool = False  # did not come in time: nothing waits for it again
 
 
 class ConnectionComparison:
@@ -240,17 +240,24 @@ class ConnectionComparison:
                          for f in conn.frames if f.sender == "server" and f.kind in ("text", "binary")]
         self.received: list[tuple[int | None, Meaning]] = []  # (live seq, meaning), in arrival order
         self._paired_live: dict[int, int] = {}  # live index -> expected index
+        # What is still open, kept sorted so that a long connection costs O(log n) per message, not O(n):
+        self._waiting = sorted(e.frame.seq for e in self.expected)  # seqs nothing paired with and nobody gave up
+        self._open_events: list[int] = []  # unpaired non-responses, by expected index
+        self._open_responses: dict[str | None, list[int]] = {}  # request id -> unpaired responses, by index
+        for i, e in enumerate(self.expected):
+            if e.meaning.envelope == "response":
+                self._open_responses.setdefault(e.meaning.request_id, []).append(i)
+            else:
+                self._open_events.append(i)
 
     def outstanding(self, before: int | None) -> int:
         """Recorded server messages before frame ``before`` (None: all) with no live counterpart yet."""
-        return sum(1 for e in self.expected if e.live is None and not e.given_up
-                   and (before is None or e.frame.seq < before))
+        return len(self._waiting) if before is None else bisect_left(self._waiting, before)
 
     def give_up(self, before: int | None) -> None:
         """Stop waiting for those (they are reported missing unless they still come)."""
-        for e in self.expected:
-            if e.live is None and (before is None or e.frame.seq < before):
-                e.given_up = True
+        cut = len(self._waiting) if before is None else bisect_left(self._waiting, before)
+        del self._waiting[:cut]
 
     def receive(self, kind: str, data: str | bytes, live_seq: int | None = None) -> None:
         """A live server message arrived: pair it, and learn the values it binds."""
@@ -258,19 +265,24 @@ class ConnectionComparison:
         index = len(self.received)
         self.received.append((live_seq, got))
         chosen = self._counterpart(got)
-        if chosen is not None:
-            self.expected[chosen].live = index
-            self._paired_live[index] = chosen
-            walk = _Walk(self.rules, self.bindings, self.user, got.envelope, learn=True)
-            walk.compare((), self.expected[chosen].meaning.body, got.body)
+        if chosen is None:
+            return
+        expected = self.expected[chosen]
+        expected.live = index
+        self._paired_live[index] = chosen
+        _remove_sorted(self._waiting, expected.frame.seq)
+        if expected.meaning.envelope == "response":
+            _remove_sorted(self._open_responses[expected.meaning.request_id], chosen)
+        else:
+            _remove_sorted(self._open_events, chosen)
+        walk = _Walk(self.rules, self.bindings, self.user, got.envelope, learn=True)
+        walk.compare((), expected.meaning.body, got.body)
 
     def _counterpart(self, got: Meaning) -> int | None:
         if got.envelope == "response" and got.request_id is not None:
-            return next((i for i, e in enumerate(self.expected) if e.live is None
-                         and e.meaning.envelope == "response" and e.meaning.request_id == got.request_id), None)
-        open_ = [i for i, e in enumerate(self.expected) if e.live is None and e.meaning.envelope != "response"]
-        window = open_[:self.rules.window]
-        same = [i for i in window if self.expected[i].meaning.signature == got.signature]
+            waiting = self._open_responses.get(got.request_id)
+            return waiting[0] if waiting else None
+        same = [i for i in self._open_events[:self.rules.window] if self.expected[i].meaning.signature == got.signature]
         for i in same:  # the first that is equal under the bindings so far; else the first of its kind
             walk = _Walk(self.rules, self.bindings, self.user, got.envelope, learn=False)
             walk.compare((), self.expected[i].meaning.body, got.body)
@@ -306,6 +318,12 @@ class ConnectionComparison:
                 out.append(Difference(cid, None, "unexpected", f"{describe(got)} that the recording does not have"
                                       + (f" (request {got.request_id})" if got.request_id else ""), got=_json(got.body)))
         return out
+
+
+def _remove_sorted(values: list[int], value: int) -> None:
+    at = bisect_left(values, value)
+    if at < len(values) and values[at] == value:
+        del values[at]
 
 
 def close_difference(conn: RecordedConnection, live_code: int | None, live_by: str | None) -> Difference | None:
