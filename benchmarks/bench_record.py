@@ -13,6 +13,8 @@ The paths compared:
   record   through `wsproxy record` (the standard asyncio event loop, its default)
   uvloop   through `wsproxy record --loop uvloop` (when uvloop is installed)
   nocheck  through `wsproxy record --no-check`
+  inject   through `wsproxy record --inject RULE` with one rule that every message is matched against
+           and none fires (`--skip inject` leaves it out; `--inject-rule` picks another)
 
 Prints, per scenario and round, messages/s and the proxy's CPU ms per 1,000 messages, then the median
 ratio of each path to direct (and record to bare, record to nocheck); then latency at a fixed
@@ -41,6 +43,7 @@ import loadgen  # noqa: E402
 
 BARE_RELAY = Path(__file__).parent / "bare_relay.py"
 CONNECTIONS = 10
+INJECT_RULE = "delay=1ms event type=typing"
 WINDOW = 32  # requests in flight per connection
 
 
@@ -119,7 +122,8 @@ class Rig:
             command = [sys.executable, str(BARE_RELAY), str(port), upstream]
         else:
             self.runs += 1
-            extra = {"record": [], "uvloop": ["--loop", "uvloop"], "nocheck": ["--no-check"]}[path]
+            extra = {"record": [], "uvloop": ["--loop", "uvloop"], "nocheck": ["--no-check"],
+                     "inject": ["--inject", INJECT_RULE]}[path]
             command = [sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{port}", "--upstream",
                        upstream, "--db", str(self.tmp / f"run{self.runs}.duckdb"), "--log-format", "json",
                        "--max-message-size", str(1 << 20), *extra]
@@ -279,7 +283,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,4096,65536")
     parser.add_argument("--skip", default="", help="comma-separated: clean, findings, latency, idle")
     parser.add_argument("--idle", default="1000,10000", help="idle connection counts")
+    parser.add_argument("--inject-rule", default="delay=1ms event type=typing",
+                        help="the rule of the inject path (the load sends no typing: it is checked, never fires)")
     args = parser.parse_args()
+    global INJECT_RULE
+    INJECT_RULE = args.inject_rule
     more_files()
     skip = set(filter(None, args.skip.split(",")))
     try:
@@ -287,6 +295,8 @@ def main() -> None:
         paths = ["direct", "bare", "record", "uvloop", "nocheck"]
     except ImportError:
         paths = ["direct", "bare", "record", "nocheck"]
+    if "inject" not in skip:
+        paths.append("inject")
     tmp = Path(tempfile.mkdtemp(prefix="wsproxy-bench-"))
     rig = Rig(tmp)
     try:
@@ -296,7 +306,7 @@ def main() -> None:
                     runs = scenario(rig, pool, args, paths, size, "clean")
                     target = {100: 0.50, 4096: 0.0, 65536: 0.30}.get(size, 0.0)
                     report(runs, {("record", "direct"): target, ("bare", "direct"): 0, ("record", "bare"): 0,
-                                  ("uvloop", "direct"): 0, ("nocheck", "direct"): 0})
+                                  ("uvloop", "direct"): 0, ("nocheck", "direct"): 0, ("inject", "record"): 0})
             if "findings" not in skip:
                 runs = scenario(rig, pool, args, ["record", "nocheck"], 100, "findings")
                 report(runs, {("record", "nocheck"): 0.80})

@@ -167,3 +167,17 @@ def test_any_sequence_of_events_gives_actions_the_relay_can_carry_out(events) ->
                 assert 1000 <= action.code <= 4999 and action.code not in (1005, 1006, 1015)
                 assert len(action.reason.encode()[:120]) <= 120
     assert closing.closed_by in (None, "client", "server")
+
+
+# --- --inject close=CODE: the proxy closes both legs itself ---
+
+def test_an_injected_close_closes_both_legs_and_the_legs_closing_drop_nothing() -> None:
+    closing = play(
+        ("injected", (4001, "wsproxy --inject: close=4001"), [CloseLeg("client", 4001, "wsproxy --inject: close=4001"),
+                                                               CloseLeg("server", 4001, "wsproxy --inject: close=4001")]),
+        ("leg_closing", ("client",), []),  # the other pump sees its leg closing: it must not drop the server leg
+        ("leg_closing", ("server",), []),
+        ("injected", (4002, "again"), []),  # only once
+    )
+    assert (closing.closed_by, closing.close_code) == ("proxy", 4001)
+    assert Closing(closed_by="client").injected(4001, "x") == []  # a close already under way goes on as it is

@@ -4,6 +4,7 @@ every command has help with examples."""
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,15 @@ def test_sql_docs_list_every_column_of_every_table_and_view() -> None:
         row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
         for column in run_query(recording, f"SELECT * FROM {name} LIMIT 0").columns:
             assert column in row, (name, column)
+    # and what a recording of the current schema has (written by this wsproxy, with --inject's columns)
+    import duckdb
+
+    from wsproxy.store.files import open_for_writing
+    current = Path(tempfile.mkdtemp()) / "current.duckdb"  # a new, empty recording
+    open_for_writing(current).close()
+    with duckdb.connect(str(current), read_only=True) as con:
+        tables = {"sessions", "connections", "frames", "violations", "injections", "messages", "exchanges", "events"}
+        for name in tables:
+            row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
+            for column in [d[0] for d in con.execute(f"SELECT * FROM {name} LIMIT 0").description]:
+                assert column in row, (name, column)

@@ -10,6 +10,7 @@ import duckdb
 from conftest import recorded
 from wsproxy.chat.client import overview_flow
 from wsproxy.inspect.check import check_recording
+from wsproxy.core.inject import parse_rule
 from wsproxy.store.schema import SCHEMA_VERSION
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -71,10 +72,26 @@ async def test_the_schema_v3_golden_recording_upgrades_to_one_copy_per_message(c
     await session.stop()
     assert recorded(db, "SELECT value FROM wsproxy_meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
     after = [recorded(db, sql.replace("ORDER BY", "WHERE session_id = 1 ORDER BY") if "frames" not in sql
-                      else "SELECT f.* FROM frames f JOIN connections c USING (conn_id) WHERE c.session_id = 1 "
-                           "ORDER BY conn_id, seq") for sql in views]
-    assert after == before and all(before)
+                      else "SELECT f.* EXCLUDE (delivered) FROM frames f JOIN connections c USING (conn_id) "
+                           "WHERE c.session_id = 1 ORDER BY conn_id, seq") for sql in views]
+    assert after == before and all(before)  # (version 5 added the frames column `delivered`: 1 for all of them)
     assert recorded(db, "SELECT count(*) FROM frame_store WHERE payload IS NOT NULL") == [(41,)]  # the old copies
     assert recorded(db, "SELECT count(*) FROM frames f JOIN connections c USING (conn_id) "
                         "WHERE c.session_id = 2 AND f.msg_type IS NOT NULL AND f.payload IS NULL") == [(0,)]
     assert check_recording(db).findings == []
+
+
+async def test_the_schema_v4_golden_recording_upgrades_to_injections(chat_server, proxy, tmp_path) -> None:
+    # Version 5 (fault injection) adds frames.delivered, violations.caused_by_injection and `injections`:
+    # what was there reads the same, every old frame was delivered once, nothing was injected.
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(FIXTURES / "schema-v4-demo.duckdb", db)
+    assert recorded(db, "SELECT value FROM wsproxy_meta WHERE key = 'schema_version'") == [("4",)]
+    before = recorded(db, "SELECT * FROM frames ORDER BY conn_id, seq")
+    session = await proxy(chat_server.url, db=db, label="appended", inject=[parse_rule("drop response type=new once")])
+    await session.stop()
+    assert recorded(db, "SELECT value FROM wsproxy_meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+    assert recorded(db, "SELECT * EXCLUDE (delivered) FROM frames WHERE conn_id <= 3 ORDER BY conn_id, seq") == before
+    assert recorded(db, "SELECT DISTINCT delivered FROM frames") == [(1,)]
+    assert recorded(db, "SELECT count(*) FROM injections") == [(0,)]
+    assert recorded(db, "SELECT DISTINCT caused_by_injection FROM violations") in ([], [(False,)])

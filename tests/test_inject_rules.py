@@ -93,7 +93,6 @@ def test_rate_is_repeatable_with_a_seed() -> None:
 
 def test_the_rules_file_takes_rule_texts_or_words_as_keys() -> None:
     rules = rules_from_toml('''
-seed = 3
 [[inject]]
 rule = "drop response type=new once"
 [[inject]]

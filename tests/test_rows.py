@@ -7,12 +7,13 @@ import duckdb
 import msgspec
 import pytest
 
-from wsproxy.core.rows import ConnectionClosed, ConnectionOpened, FrameRow, ViolationRow, columns, frame_row
+from wsproxy.core.rows import (ConnectionClosed, ConnectionOpened, FrameRow, InjectionRow, ViolationRow, columns,
+                               frame_row)
 from wsproxy.store.batches import arrow_table
 from wsproxy.store.schema import DDL
 
 DUCKDB_TYPES = {"int32": {"INTEGER"}, "int64": {"BIGINT"}, "timestamp": {"TIMESTAMP WITH TIME ZONE"},
-                "string": {"VARCHAR", "JSON"}, "binary": {"BLOB"}}
+                "string": {"VARCHAR", "JSON"}, "binary": {"BLOB"}, "bool": {"BOOLEAN"}}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,8 @@ def schema() -> dict[str, dict[str, str]]:
 
 
 @pytest.mark.parametrize("row_type,table", [(FrameRow, "frame_store"), (ConnectionOpened, "connections"),
-                                            (ConnectionClosed, "connections"), (ViolationRow, "violations")])
+                                            (ConnectionClosed, "connections"), (ViolationRow, "violations"),
+                                            (InjectionRow, "injections")])
 def test_every_field_is_a_column_of_its_table_with_the_same_type(schema, row_type, table) -> None:
     spec = columns(row_type)
     assert [name for name, _ in spec] == list(row_type.__struct_fields__)

@@ -11,7 +11,7 @@ import typer
 from wsproxy.cli import options
 from wsproxy.cli.app import LOOPS, command, err, out, run_async, run_until_signal
 from wsproxy.cli.options import REPORT_FORMATS, FailOnOption, ProfileOption, choice
-from wsproxy.core.errors import EXIT_FOUND
+from wsproxy.core.errors import EXIT_FOUND, UserError
 
 PANEL = "Record"
 
@@ -33,6 +33,11 @@ def record(
     profile: ProfileOption = None,
     fail_on: FailOnOption = "none",
     no_check: Annotated[bool, typer.Option("--no-check", help="Record only; do not run the protocol checker.")] = False,
+    inject: Annotated[Optional[list[str]], typer.Option(
+        help="Misbehave on purpose, by message: an action and selectors, e.g. 'drop response type=new once', "
+             "'delay=400ms event type=typing', 'close=4001 to-client after=3' (repeatable; docs/inject.md).")] = None,
+    inject_file: Annotated[Optional[Path], typer.Option(help="The same rules as data: [[inject]] tables in TOML.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed for rate= rules, to repeat a run.")] = 0,
     loop: Annotated[str, typer.Option(help="Event loop: asyncio (the standard one), uvloop (when installed) or "
                                            "auto (uvloop when installed); docs/performance.md compares them.")] = "asyncio",
 ) -> None:
@@ -50,6 +55,8 @@ def record(
       wsproxy record --upstream wss://chat.example.org/ws --db today.duckdb --label "login bug"
 
       wsproxy record --upstream ws://127.0.0.1:8765 --fail-on error --quiet   (CI: exit 1 on any error finding)
+
+      wsproxy record --upstream ws://127.0.0.1:8765 --inject "drop response type=new once"
     """
     from wsproxy.cli.status import Rates, log_json, show_findings, status_line, summary
     from wsproxy.core.profile import fails
@@ -59,8 +66,9 @@ def record(
     choice("--loop", loop, LOOPS)
     options.fail_on(fail_on)
     allow_many_connections()
+    rules = inject_rules(inject, inject_file)
     session = RecordSession(RecordOptions(listen, upstream, db, label, not no_redact, max_message_size, insecure, ca,
-                                          tls_cert, tls_key, options.profile(profile), not no_check))
+                                          tls_cert, tls_key, options.profile(profile), not no_check, rules, seed))
     if session.host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]Warning:[/] listening on {session.host}: other machines can connect to this proxy")
 
@@ -71,6 +79,8 @@ def record(
             log_json("listening", url=session.url, upstream=str(session.upstream), db=str(db))
         elif not quiet:
             err.print(f"recording [bold]{session.url}[/] → {session.upstream} into {db} (Ctrl-C stops)")
+        if rules:  # loud, even with --quiet: nobody should forget it is on
+            announce_injection(rules, seed, log_format)
         if not quiet:
             show_findings(session, err, log_format)
         live = None
@@ -104,8 +114,13 @@ def record(
         if session.live_check is not None:
             from wsproxy.cli.render import severity_counts
             line = severity_counts(result["findings"])
+            if rules:
+                line.append(f"  ({result['findings_caused_by_injection']} caused by injections)", style="magenta")
             line.append(f"  (SELECT * FROM violations WHERE session_id = {result['session_id']})", style="dim")
             err.print(line)
+        if rules:
+            err.print(f"[bold magenta]{result['injected']:,} injected action(s)[/] "
+                      f"(SELECT * FROM injections WHERE session_id = {result['session_id']})", highlight=False)
     if fails(result.get("findings") or {}, fail_on):
         raise typer.Exit(EXIT_FOUND)
 
@@ -132,6 +147,28 @@ def demo(
 
     fault_plan = Faults.parse(faults)
     run_async(lambda: run_demo(db, out, fault_plan))
+
+
+def inject_rules(texts: list[str] | None, path: Path | None) -> list:
+    """The --inject rules and those of --inject-file, in that order; a bad one is refused (exit 2)."""
+    from wsproxy.core.inject import parse_rule, rules_from_toml
+    rules = [parse_rule(text) for text in texts or []]
+    if path is not None:
+        try:
+            document = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read --inject-file {path}: {exc}") from None
+        rules += rules_from_toml(document, str(path))
+    return rules
+
+
+def announce_injection(rules: list, seed: int, log_format: str) -> None:
+    if log_format == "json":
+        from wsproxy.cli.status import log_json
+        log_json("injecting", rules=[rule.text for rule in rules], seed=seed)
+        return
+    err.print(f"[bold magenta]INJECTING FAULTS[/] ({len(rules)} rule(s), seed {seed}): "
+              + "; ".join(rule.text for rule in rules), highlight=False)
 
 
 def allow_many_connections() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -31,6 +32,11 @@ def replay(
                                                         "recording's replay_divergences table).")] = None,
     fail_on_divergence: Annotated[bool, typer.Option("--fail-on-divergence",
                                                      help="Exit 1 if any client diverged from the recording.")] = False,
+    inject: Annotated[Optional[list[str]], typer.Option(
+        help="Misbehave on purpose in what the mock server sends, as `record --inject` (repeatable; "
+             "docs/inject.md), e.g. 'drop response type=new once'.")] = None,
+    inject_file: Annotated[Optional[Path], typer.Option(help="The same rules as [[inject]] tables in TOML.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed for rate= rules.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final summary.")] = False,
 ) -> None:
     """Serve a recorded session as a mock server that knows the protocol.
@@ -47,6 +53,8 @@ def replay(
       wsproxy replay fixtures/login.jsonl --timing recorded --bind query:user
 
       wsproxy replay today.duckdb --session 2 --match loose --loop --fail-on-divergence
+
+      wsproxy replay demo.duckdb --inject "duplicate event type=new"
     """
     from wsproxy.clock import now_us
     from wsproxy.core.replay_plan import MATCH_MODES, ReplayPlan, parse_timing
@@ -59,6 +67,14 @@ def replay(
     choice("--match", match, MATCH_MODES)
     if bind is not None and not (bind.startswith(("query:", "header:")) and bind.split(":", 1)[1]):
         raise UserError("--bind must be query:NAME or header:NAME, e.g. --bind query:user")
+    from wsproxy.cli.record import announce_injection, inject_rules
+    from wsproxy.core.inject import Injector
+    rules = inject_rules(inject, inject_file)
+    for rule in rules:
+        if rule.direction == "client":
+            raise UserError(f"replay --inject acts on what the mock server sends: {rule.text!r} selects what "
+                            f"the client sends (use it with `wsproxy record`)")
+    rules = [replace(rule, sender="server") if rule.direction is None else rule for rule in rules]
     session = load_recording(recording, session_id)
     connections = session.replayable
     if not connections:
@@ -67,7 +83,9 @@ def replay(
 
     async def go(stop: asyncio.Event) -> Any:
         plan = ReplayPlan(session, match=match, scale=scale, bind_key=bind, loop=loop)
-        running = await start_replay(session, plan, host, port)
+        running = await start_replay(session, plan, host, port, injector=Injector(rules, seed) if rules else None)
+        if rules:
+            announce_injection(rules, seed, "text")
         frames = sum(len(c.frames) for c in connections)
         err.print(f"replaying session {session.session_id}"
                   + (f" ({session.label})" if session.label else "")
@@ -93,7 +111,8 @@ def replay(
               f"messages received, {counters.sent:,} sent; "
               + (f"{len(server.divergences)} divergence(s) ({', '.join(f'{k} {n}' for k, n in sorted(by_kind.items()))})"
                  f" kept in {where}" if server.divergences else "no divergence")
-              + (f"; recorded connection(s) never bound: {', '.join(map(str, unbound))}" if unbound else ""),
+              + (f"; recorded connection(s) never bound: {', '.join(map(str, unbound))}" if unbound else "")
+              + (f"; {counters.injected:,} injected action(s)" if rules else ""),
               highlight=False)
     if fail_on_divergence and server.divergences:
         raise typer.Exit(EXIT_FOUND)

@@ -44,6 +44,8 @@ def status_line(session: RecordSession, rates: Rates) -> Text:
     text.append(f"rows {recorder.stats.rows_written:,}  ")
     lag = recorder.lag_seconds
     text.append(f"lag {lag * 1000:,.0f} ms", style="yellow" if lag > 1 else "green")
+    if session.injector is not None:
+        text.append(f"  injected {counters.injected:,}", style="bold magenta")
     if session.live_check is not None:
         text.append("  ")
         text.append_text(severity_counts(session.live_check.counts))
@@ -61,6 +63,8 @@ def summary(session: RecordSession) -> dict[str, Any]:
             "rows_written": stats.rows_written, "max_writer_lag_ms": round(stats.max_lag_seconds * 1000, 1),
             "write_retries": stats.write_retries,
             "findings": dict(session.live_check.counts) if session.live_check is not None else None,
+            "injected": counters.injected,
+            "findings_caused_by_injection": session.live_check.caused_by_injection if session.live_check else 0,
             "error": session.recorder.error}
 
 

@@ -138,7 +138,16 @@ class Closing:
 
     def leg_closing(self, sender: Side) -> list[Action]:
         """``sender``'s leg reports it is closing (aiohttp: we closed it ourselves meanwhile)."""
+        if self.closed_by == "proxy":  # --inject close=: the proxy is closing both legs itself
+            return []
         return [Drop(other(sender))] if self.closed_by is not None and self.closed_by != sender else []
+
+    def injected(self, code: int, reason: str) -> list[Action]:
+        """``--inject close=CODE``: the proxy itself closes both legs with ``code`` (``closed_by`` "proxy")."""
+        if self.closed_by is not None:
+            return []
+        self.closed_by, self.close_code, self.close_reason = "proxy", code, reason  # type: ignore[assignment]
+        return [CloseLeg("client", code, reason), CloseLeg("server", code, reason)]
 
     def timed_out(self, seconds: float) -> None:
         """The other side did not answer a close within ``seconds``: both legs are dropped."""

@@ -170,9 +170,9 @@ def rules_from_toml(text: str, source: str = "inject file") -> list[Rule]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RuleError(f"{source} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"inject", "seed"}
+    unknown = set(data) - {"inject"}
     if unknown or not isinstance(data.get("inject", []), list):
-        raise RuleError(f"{source}: write [[inject]] tables (and seed = N); not {', '.join(sorted(unknown)) or 'inject'}")
+        raise RuleError(f"{source}: write [[inject]] tables; not {', '.join(sorted(unknown)) or 'inject = ...'}")
     rules = []
     for index, table in enumerate(data.get("inject", []), 1):
         where = f"{source}: [[inject]] #{index}"
@@ -199,6 +199,12 @@ def rules_from_toml(text: str, source: str = "inject file") -> list[Rule]:
                 words.append(f"{key}={value}")
         rules.append(parse_rule(" ".join(words)))
     return rules
+
+
+def corrupted(data: str | bytes) -> str:
+    """What ``corrupt`` sends instead: text that is not JSON (the first half of the message, marked)."""
+    text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+    return text[:max(1, len(text) // 2)] + " <corrupted by wsproxy --inject>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,13 +241,17 @@ class Injector:
         self._counts.pop((conn_id, "client"), None)
         self._counts.pop((conn_id, "server"), None)
 
+    def asked(self, conn_id: int, request_id: str, payload_type: str) -> None:
+        """A request went by (``fire`` notes those itself): its response is selected by ``type=payload_type``."""
+        self._asked.setdefault(conn_id, {})[request_id] = payload_type
+
     def fire(self, seen: Seen) -> list[Rule]:
         """The rules that fire on this message, in the order given (the relay carries out the first)."""
         key = (seen.conn_id, seen.sender)
         count = self._counts[key] = self._counts.get(key, 0) + 1
         type_name = seen.type
         if seen.envelope == "request" and seen.request_id is not None and seen.type is not None:
-            self._asked.setdefault(seen.conn_id, {})[seen.request_id] = seen.type
+            self.asked(seen.conn_id, seen.request_id, seen.type)
         elif seen.envelope == "response" and seen.request_id is not None:
             type_name = self._asked.get(seen.conn_id, {}).pop(seen.request_id, None)
         fired = []

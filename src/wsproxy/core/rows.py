@@ -34,6 +34,7 @@ Int64 = Annotated[int, _column("int64")]
 Micros = Annotated[int, _column("timestamp")]  # microseconds since the epoch; TIMESTAMPTZ in DuckDB
 Text = Annotated[str, _column("string")]  # VARCHAR (or JSON text)
 Bytes = Annotated[bytes, _column("binary")]
+Bool = Annotated[bool, _column("bool")]
 
 
 class FrameRow(msgspec.Struct, gc=False):
@@ -57,6 +58,20 @@ class FrameRow(msgspec.Struct, gc=False):
     close_code: Int32 | None
     payload_at: Int32 | None  # 1-based, in characters
     payload_len: Int32 | None
+    delivered: Int32 | None = None  # times relayed when --inject changed it (0 dropped, 2 duplicated); None: once
+
+
+class InjectionRow(msgspec.Struct, gc=False):
+    """One ``injections`` row: what an --inject rule did to a frame (``seq``) of a connection."""
+
+    session_id: Int32
+    conn_id: Int32
+    seq: Int32
+    ts: Micros
+    sender: Text  # whose frame it was
+    action: Text  # drop | duplicate | delay | corrupt | reorder | close | pause
+    rule: Text
+    detail: Text | None  # what was sent instead (corrupt), how long (delay, pause), ...
 
 
 class ConnectionOpened(msgspec.Struct, gc=False):
@@ -98,6 +113,7 @@ class ViolationRow(msgspec.Struct, gc=False):
     message: Text
     request_id: Text | None
     event_id: Int64 | None
+    caused_by_injection: Bool = False  # on a connection an --inject rule had acted on
 
 
 def columns(row_type: type) -> tuple[tuple[str, str], ...]:
@@ -114,7 +130,7 @@ def _kind(hint: Any) -> str:
     for option in typing.get_args(hint) if union else (hint,):  # ``Int32 | None``: the Int32
         if typing.get_origin(option) is Annotated:
             return option.__metadata__[0].extra["column"]
-    raise TypeError(f"{hint!r} is not a column type (use Int32, Int64, Micros, Text or Bytes)")
+    raise TypeError(f"{hint!r} is not a column type (use Int32, Int64, Micros, Text, Bytes or Bool)")
 
 
 def frame_row(conn_id: int, seq: int, ts_us: int, sender: str, kind: str, data: str | bytes,
@@ -144,10 +160,10 @@ def frame_row(conn_id: int, seq: int, ts_us: int, sender: str, kind: str, data: 
                     payload, parsed.parse_error, close_code, at, length)
 
 
-def violation_row(session_id: int, finding: Finding) -> ViolationRow:
+def violation_row(session_id: int, finding: Finding, caused_by_injection: bool = False) -> ViolationRow:
     """One ``violations`` row; ``ts`` in microseconds since the epoch."""
     return ViolationRow(session_id, finding.conn_id, finding.seq, finding.ts, finding.code, finding.severity,
-                        finding.message, finding.request_id, finding.event_id)
+                        finding.message, finding.request_id, finding.event_id, caused_by_injection)
 
 
 def _payload_place(parsed: ParsedMessage, text: str | None) -> tuple[str | None, int | None, int | None]:

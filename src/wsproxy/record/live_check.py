@@ -21,6 +21,12 @@ class LiveCheck:
         self.counts: dict[str, int] = {"error": 0, "warning": 0, "info": 0}
         self.listeners: list[Callable[[Finding], None]] = []
         self._message = checker.message
+        self.injected_connections: set[int] = set()  # connections an --inject rule acted on
+        self.caused_by_injection = 0  # findings on those connections
+
+    def injected(self, conn_id: int) -> None:
+        """An --inject rule acted on this connection: its findings from now on are marked as caused by it."""
+        self.injected_connections.add(conn_id)
 
     def opened(self, conn_id: int, ts: int) -> None:
         self._emit(self.checker.open(conn_id, ts))
@@ -41,8 +47,11 @@ class LiveCheck:
 
     def _emit(self, findings: list[Finding]) -> None:
         session_id = self.recorder.session_id
+        injected = self.injected_connections
         for finding in findings:
             self.counts[finding.severity] = self.counts.get(finding.severity, 0) + 1
-            self.recorder.add_violation(violation_row(session_id, finding))
+            caused = finding.conn_id in injected
+            self.caused_by_injection += caused
+            self.recorder.add_violation(violation_row(session_id, finding, caused))
             for listener in self.listeners:
                 listener(finding)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import struct
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,10 +18,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from yarl import URL
 
 from wsproxy.clock import now_us
-from wsproxy.core.closing import (MAX_REASON_BYTES, NO_STATUS, Action, AnswerClose, CloseLeg, Closing, ForwardClose,
-                                  Side, other)
+from wsproxy.core.closing import Side, other
+from wsproxy.core.inject import Injector
 from wsproxy.core.protocol import MessageDecoder, ParsedMessage
 from wsproxy.core.rows import ConnectionOpened, frame_row, redact_headers, redact_query
+from wsproxy.record.injection import relay_injected, send_held
+from wsproxy.record.legs import CLOSE_TIMEOUT, Conn, carry_out
 from wsproxy.record.writer import Recorder
 from wsproxy.ws import DEFAULT_MAX_MESSAGE, aiohttp_limit, coalesce_writes, drop, errors_as_messages, upstream_headers
 
@@ -31,7 +32,6 @@ _HOP_HEADERS = frozenset({
     "host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
     "sec-websocket-extensions", "sec-websocket-protocol", "content-length", "transfer-encoding",
     "keep-alive", "te", "trailer", "proxy-connection"})
-CLOSE_TIMEOUT = 5.0
 
 
 @dataclass
@@ -52,6 +52,7 @@ class Counters:
     failed_handshakes: int = 0
     frames: dict[str, int] = field(default_factory=lambda: {"client": 0, "server": 0})
     bytes: dict[str, int] = field(default_factory=lambda: {"client": 0, "server": 0})
+    injected: int = 0  # actions --inject rules carried out
 
 
 class Observer(Protocol):
@@ -60,14 +61,16 @@ class Observer(Protocol):
     def opened(self, conn_id: int, ts: int) -> None: ...
     def frame_relayed(self, conn_id: int, seq: int, ts: int, sender: str, parsed: ParsedMessage) -> None: ...
     def closed(self, conn_id: int, ts: int) -> None: ...
+    def injected(self, conn_id: int) -> None: ...  # an --inject rule acted on this connection
 
 
 class Relay:
     """The aiohttp application of ``wsproxy record``."""
 
     def __init__(self, config: RelayConfig, recorder: Recorder, decoder: MessageDecoder | None = None,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None, injector: Injector | None = None) -> None:
         self.config = config
+        self.injector = injector  # --inject rules; None: every frame is relayed as it came
         self.recorder = recorder
         self.decoder = decoder or MessageDecoder()
         self.observer = observer
@@ -178,7 +181,9 @@ class Relay:
             observer.opened(conn_id, opened_us)
         self._sockets.add(client)
         self.counters.open += 1
-        conn = _Conn(conn_id)
+        conn = Conn(conn_id, observer=observer.frame_relayed if observer is not None else None)
+        if self.injector is not None:
+            self.injector.opened(conn_id, {**dict(request.query), **dict(request.headers)})
         closing = conn.closing
         legs = {"client": client, "server": upstream}
         pumps = {asyncio.create_task(self._pump(legs, conn, "client"), name=f"pump-{conn_id}-up"),
@@ -198,6 +203,10 @@ class Relay:
                 drop(client)
                 drop(upstream)
         finally:
+            for task in list(conn.later):  # delayed messages of a connection that is gone
+                task.cancel()
+            if self.injector is not None:
+                self.injector.closed(conn_id)
             self._sockets.discard(client)
             self.counters.open -= 1
             if not upstream.closed:
@@ -209,7 +218,7 @@ class Relay:
                 observer.closed(conn_id, closed_us)
         return client
 
-    async def _pump(self, legs: dict[str, Any], conn: _Conn, sender: Side) -> None:
+    async def _pump(self, legs: dict[str, Any], conn: Conn, sender: Side) -> None:
         """Forward every frame from ``sender``'s leg to the other one, in order, and record it."""
         recorder, decode, counters = self.recorder, self.decoder.decode, self.counters
         observe = self.observer.frame_relayed if self.observer is not None else None
@@ -220,7 +229,12 @@ class Relay:
             kind = msg.type
             if recorder.error is not None:
                 return  # stop_relaying closes both sides
-            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+            if (kind is WSMsgType.TEXT or kind is WSMsgType.BINARY) and self.injector is not None:
+                if await relay_injected(self, legs, conn, sender, kind is WSMsgType.TEXT, msg.data):
+                    return  # a rule closed the connection
+                if recorder.holding:
+                    await recorder.wait_for_capacity()
+            elif kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
                 is_text = kind is WSMsgType.TEXT
                 try:
                     if is_text:
@@ -248,46 +262,22 @@ class Relay:
                 recorder.add_frame(frame_row(conn.conn_id, conn.next_seq(), now_us(), sender,
                                          "ping" if kind is WSMsgType.PING else "pong", msg.data, None))
             elif kind is WSMsgType.CLOSE:
+                await send_held(conn, sender, dest)
                 code, reason = msg.data, msg.extra or ""
                 recorder.add_frame(frame_row(conn.conn_id, conn.next_seq(), now_us(), sender, "close", reason,
                                          None, code))
-                await _carry_out(closing.close_frame(sender, code, reason), legs)
+                await carry_out(closing.close_frame(sender, code, reason), legs)
                 return
             elif kind is WSMsgType.ERROR:  # the peer broke the protocol (or its transport failed)
                 exc = msg.data
-                await _carry_out(closing.protocol_error(sender, getattr(exc, "code", None), str(exc)), legs)
+                await carry_out(closing.protocol_error(sender, getattr(exc, "code", None), str(exc)), legs)
                 return
             elif kind is WSMsgType.CLOSING:  # we closed this leg ourselves meanwhile
-                await _carry_out(closing.leg_closing(sender), legs)
+                await carry_out(closing.leg_closing(sender), legs)
                 return
             else:  # CLOSED: the peer vanished without a close frame
-                await _carry_out(closing.vanished(sender), legs)
+                await carry_out(closing.vanished(sender), legs)
                 return
-
-
-@dataclass
-class _Conn:
-    conn_id: int
-    seq: int = 0
-    closing: Closing = field(default_factory=Closing)
-
-    def next_seq(self) -> int:
-        self.seq += 1
-        return self.seq
-
-
-async def _carry_out(actions: list[Action], legs: dict[str, Any]) -> None:
-    """Do what the closing state machine decided, in order (``core.closing``)."""
-    for action in actions:
-        ws = legs[action.to]
-        if type(action) is ForwardClose:
-            await _send_close_frame(ws, action.code, action.reason)
-        elif type(action) is AnswerClose:
-            await _close(ws, action.code, action.reason.encode())
-        elif type(action) is CloseLeg:
-            await _close(ws, action.code, action.reason.encode()[:MAX_REASON_BYTES])
-        else:
-            drop(ws)
 
 
 def upstream_url(base: URL, rel: URL) -> URL:
@@ -298,21 +288,3 @@ def upstream_url(base: URL, rel: URL) -> URL:
                      query_string=rel.raw_query_string, encoded=True)
 
 
-async def _send_close_frame(ws: Any, code: int | None, reason: str) -> None:
-    """Forward a close frame without entering aiohttp's close(), which would swallow the
-    frames still in flight from that peer instead of letting the other pump relay them."""
-    # 1005 (no status) and 0 are how aiohttp reports a close frame without a code
-    payload = b"" if not code or code == NO_STATUS else struct.pack("!H", code) + reason.encode()
-    try:
-        await ws.send_frame(payload, WSMsgType.CLOSE)
-    except (ConnectionError, RuntimeError):
-        pass
-
-
-async def _close(ws: Any, code: int, message: bytes) -> None:
-    """aiohttp's close(): our close frame, then (it answers one ``ws`` started, or waits for the reply
-    to ours) the transport ends; a peer that does not finish in time is dropped."""
-    try:
-        await asyncio.wait_for(ws.close(code=code, message=message), CLOSE_TIMEOUT)
-    except (asyncio.TimeoutError, ConnectionError, RuntimeError):
-        drop(ws)

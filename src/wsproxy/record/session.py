@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from yarl import URL
 
 from wsproxy.core.checker import Checker
 from wsproxy.core.errors import UserError
+from wsproxy.core.inject import Injector, Rule
 from wsproxy.record.live_check import LiveCheck
 from wsproxy.core.profile import CHAT_PROFILE, Profile
 from wsproxy.core.protocol import MessageDecoder
@@ -89,6 +90,8 @@ class RecordOptions:
     tls_key: str | None = None
     profile: Profile = CHAT_PROFILE
     check: bool = True  # run the protocol checker live (``--no-check`` turns it off)
+    inject: list[Rule] = field(default_factory=list)  # --inject rules (docs/inject.md)
+    seed: int = 0  # for rate= rules
 
 
 class RecordSession:
@@ -102,8 +105,9 @@ class RecordSession:
         self._server_tls = server_ssl_context(options.tls_cert, options.tls_key)
         self.recorder = Recorder(Path(options.db))
         self.live_check = LiveCheck(Checker(options.profile), self.recorder) if options.check else None
+        self.injector = Injector(options.inject, options.seed) if options.inject else None
         self.relay = Relay(RelayConfig(self.upstream, options.max_message_size, options.redact, self._client_tls),
-                           self.recorder, MessageDecoder(options.profile), self.live_check)
+                           self.recorder, MessageDecoder(options.profile), self.live_check, self.injector)
         self.recorder.on_failed = self.relay.stop_relaying
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task | None = None

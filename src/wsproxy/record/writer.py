@@ -29,7 +29,7 @@ import duckdb
 
 from wsproxy import __version__
 from wsproxy.clock import now_us
-from wsproxy.core.rows import ConnectionClosed, ConnectionOpened, FrameRow, ViolationRow
+from wsproxy.core.rows import ConnectionClosed, ConnectionOpened, FrameRow, InjectionRow, ViolationRow
 from wsproxy.core.errors import first_line
 from wsproxy.store.batches import BATCH, arrow_table, execute_with, insert_frames, insert_rows
 from wsproxy.store.files import close_checkpoint, open_for_writing
@@ -60,6 +60,7 @@ class RecorderStats:
     write_seconds: float = 0.0
     max_lag_seconds: float = 0.0
     violations: int = 0
+    injections: int = 0  # actions --inject rules carried out
     write_retries: int = 0  # writes retried because DuckDB was out of memory
 
 
@@ -156,6 +157,11 @@ class Recorder:
     def add_violation(self, row: ViolationRow) -> None:
         """Queue one ``violations`` row (core.rows.violation_row)."""
         self.stats.violations += 1
+        self._append(row)
+
+    def add_injection(self, row: InjectionRow) -> None:
+        """Queue one ``injections`` row: what an --inject rule did."""
+        self.stats.injections += 1
         self._append(row)
 
     def add_frame(self, row: FrameRow) -> None:
@@ -291,6 +297,7 @@ class Recorder:
         closes = [item for item in batch if type(item) is ConnectionClosed]
         rows = [item for item in batch if type(item) is FrameRow]
         violations = [item for item in batch if type(item) is ViolationRow]
+        injections = [item for item in batch if type(item) is InjectionRow]
         con.execute("BEGIN TRANSACTION")
         try:
             # One statement per kind and batch (a statement per connection cost memory and time)
@@ -300,6 +307,8 @@ class Recorder:
                 insert_frames(con, rows)
             if violations:
                 insert_rows(con, "violations", violations, ViolationRow)
+            if injections:
+                insert_rows(con, "injections", injections, InjectionRow)
             if closes:
                 execute_with(con, arrow_table(closes, ConnectionClosed),
                     "UPDATE connections SET closed_at = c.closed_at, close_code = c.close_code, "

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from aiohttp import WSMsgType, web
 
 from wsproxy.clock import now_us
+from wsproxy.core.inject import Injector, Seen, corrupted
+from wsproxy.core.protocol import decode
 from wsproxy.core.recorded import RecordedSession
 from wsproxy.core.replay_plan import Divergence, ReplayPlan, Send, render
 from wsproxy.ws import DEFAULT_MAX_MESSAGE, aiohttp_limit
@@ -21,6 +23,7 @@ class ReplayCounters:
     refused: int = 0
     received: int = 0
     sent: int = 0
+    injected: int = 0  # actions --inject rules carried out
 
 
 @dataclass
@@ -31,6 +34,7 @@ class ReplayServer:
     counters: ReplayCounters = field(default_factory=ReplayCounters)
     divergences: list[Divergence] = field(default_factory=list)
     listeners: list[Callable[[Divergence], None]] = field(default_factory=list)
+    injector: Injector | None = None  # --inject: the mock server misbehaves on what it sends
 
     def __post_init__(self) -> None:
         self._outboxes: dict[int, asyncio.Queue[Send]] = {}
@@ -68,12 +72,18 @@ class ReplayServer:
         self._sockets.add(ws)
         outbox: asyncio.Queue[Send] = asyncio.Queue()
         self._outboxes[slot] = outbox
-        writer = asyncio.create_task(self._write(ws, outbox), name=f"replay-{slot}")
+        if self.injector is not None:
+            self.injector.opened(slot, {**dict(request.query), **dict(request.headers)})
+        writer = asyncio.create_task(self._write(ws, outbox, slot), name=f"replay-{slot}")
         try:
             self._route(self.plan.connected(slot, now_us()))
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                     self.counters.received += 1
+                    if self.injector is not None and msg.type is WSMsgType.TEXT:  # for type= on its response
+                        asked = decode("text", msg.data, "client")
+                        if asked.msg_type == "request" and asked.msg_id is not None and asked.payload_type:
+                            self.injector.asked(slot, asked.msg_id, asked.payload_type)
                     sends, divergences = self.plan.client_message(
                         slot, "text" if msg.type is WSMsgType.TEXT else "binary", msg.data, now_us())
                     self._diverge(divergences)
@@ -93,8 +103,9 @@ class ReplayServer:
             if outbox is not None:  # a client that already left gets nothing
                 outbox.put_nowait(send)
 
-    async def _write(self, ws: web.WebSocketResponse, outbox: asyncio.Queue[Send]) -> None:
+    async def _write(self, ws: web.WebSocketResponse, outbox: asyncio.Queue[Send], slot: int) -> None:
         """Send in order, each at its time (sleeping only when --timing asks for gaps)."""
+        held: list = []  # reorder: the message waiting for the next one
         while True:
             send = await outbox.get()
             delay = (send.at_us - now_us()) / 1_000_000
@@ -102,7 +113,10 @@ class ReplayServer:
                 await asyncio.sleep(delay)
             kind, value = render(send, now_us())
             try:
-                if kind == "text":
+                if kind in ("text", "binary") and self.injector is not None:
+                    if await self._inject(ws, slot, kind, value, held):
+                        return
+                elif kind == "text":
                     await ws.send_str(value)
                 elif kind == "binary":
                     await ws.send_bytes(value)
@@ -113,6 +127,43 @@ class ReplayServer:
             except (ConnectionError, RuntimeError):
                 return
             self.counters.sent += 1
+
+    async def _inject(self, ws: web.WebSocketResponse, slot: int, kind: str, value: object, held: list) -> bool:
+        """One message of the mock server as the --inject rules say (what ``record --inject`` does to a
+        server's message, on the replay's only leg). True when a rule closed the connection."""
+        parsed = decode(kind, value, "server")
+        fired = self.injector.fire(Seen(slot, "server", parsed.msg_type, parsed.payload_type or parsed.event_type,
+                                        parsed.msg_id))
+        rule = fired[0] if fired else None
+        action = rule.action if rule is not None else None
+        self.counters.injected += rule is not None
+
+        async def out(data: object) -> None:
+            await (ws.send_str(data) if isinstance(data, str) else ws.send_bytes(data))
+
+        if action == "pause":
+            await asyncio.sleep(rule.seconds)
+        if action in (None, "pause"):
+            await out(value)
+        elif action == "duplicate":
+            await out(value)
+            await out(value)
+        elif action == "corrupt":
+            await out(corrupted(value))
+        elif action == "delay":
+            async def later() -> None:
+                await asyncio.sleep(rule.seconds)
+                await out(value)
+            asyncio.create_task(later())
+        elif action == "close":
+            await ws.close(code=rule.code, message=f"wsproxy --inject: {rule.text}".encode()[:120])
+            return True
+        if action != "reorder":
+            while held:
+                await out(held.pop())
+        else:
+            held.append(value)
+        return False
 
     def _diverge(self, divergences: list[Divergence]) -> None:
         for divergence in divergences:
@@ -132,8 +183,8 @@ class RunningReplay:
 
 
 async def start_replay(session: RecordedSession, plan: ReplayPlan, host: str = "127.0.0.1", port: int = 0,
-                       max_message_size: int = DEFAULT_MAX_MESSAGE) -> RunningReplay:
-    server = ReplayServer(session, plan, max_message_size)
+                       max_message_size: int = DEFAULT_MAX_MESSAGE, injector: Injector | None = None) -> RunningReplay:
+    server = ReplayServer(session, plan, max_message_size, injector=injector)
     runner = web.AppRunner(server.app(), handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:

@@ -18,7 +18,7 @@ import pyarrow as pa
 from wsproxy.core.rows import FrameRow, columns
 
 ARROW_TYPES = {"int32": pa.int32(), "int64": pa.int64(), "timestamp": pa.timestamp("us", tz="UTC"),
-               "string": pa.string(), "binary": pa.binary()}
+               "string": pa.string(), "binary": pa.binary(), "bool": pa.bool_()}
 BATCH = "wsproxy_batch"  # the name an Arrow table has in the statement ``execute_with`` runs
 
 

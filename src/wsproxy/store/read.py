@@ -63,9 +63,22 @@ SELECT * FROM (
 """
 
 
+# Since schema 5 (--inject) a frame counts as often as it was delivered (a dropped one not, a duplicated one
+# twice), and what ``corrupt`` sent instead is what the other side received.
+_DELIVERED_OBSERVATIONS = _OBSERVATIONS.replace(
+    "FROM frames f JOIN connections c USING (conn_id)\n    WHERE c.session_id = $session AND c.status = 101 AND f.kind IN ('text', 'binary')",
+    "FROM frames f JOIN connections c USING (conn_id) JOIN range(2) copies(n) ON copies.n < f.delivered\n"
+    "    WHERE c.session_id = $session AND c.status = 101 AND f.kind IN ('text', 'binary')\n"
+    "    UNION ALL\n"
+    "    SELECT 1, i.conn_id, epoch_us(i.ts), i.seq, i.sender, 'text', i.detail, NULL\n"
+    "    FROM injections i WHERE i.session_id = $session AND i.action = 'corrupt'")
+
+
 def observations(con: duckdb.DuckDBPyConnection, session_id: int, batch: int = 10_000) -> Iterator[Observation]:
-    """Connection opens, data frames and closes of one session, in time order, streamed."""
-    result = con.execute(_OBSERVATIONS, {"session": session_id})
+    """Connection opens, data frames (as delivered) and closes of one session, in time order, streamed."""
+    delivered = con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'frames' "
+                            "AND column_name = 'delivered'").fetchone()[0]
+    result = con.execute(_DELIVERED_OBSERVATIONS if delivered else _OBSERVATIONS, {"session": session_id})
     while True:
         rows = result.fetchmany(batch)
         if not rows:

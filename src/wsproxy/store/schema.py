@@ -7,7 +7,7 @@ the layout changes; the rows that fill the tables are ``core.rows``.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 APPLICATION = "wsproxy"
 
 # What each version adds, in order: an older recording opened for writing gets the rest.
@@ -112,5 +112,18 @@ ALTER TABLE frames RENAME TO frame_store;
 ALTER TABLE frame_store ADD COLUMN payload_at INTEGER;
 ALTER TABLE frame_store ADD COLUMN payload_len INTEGER;
 """ + FRAMES_VIEW
+
+# Version 5: fault injection (`--inject`). Each frame says how often it was delivered when a rule
+# changed that (``delivered``: 0 dropped, 2 duplicated; NULL, read as 1: relayed as it came), and
+# ``injections`` says what each rule did.
+FRAMES_VIEW_V5 = FRAMES_VIEW.replace("parse_error, close_code", "parse_error, close_code, coalesce(delivered, 1) AS delivered")
+INJECTIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS injections (
+    session_id INTEGER, conn_id INTEGER, seq INTEGER, ts TIMESTAMPTZ, sender VARCHAR, action VARCHAR,
+    rule VARCHAR, detail VARCHAR);
+"""
+MIGRATIONS[5] = ("ALTER TABLE frame_store ADD COLUMN delivered INTEGER;\n"
+                 "ALTER TABLE violations ADD COLUMN IF NOT EXISTS caused_by_injection BOOLEAN DEFAULT false;\n"
+                 + INJECTIONS_TABLE + FRAMES_VIEW_V5)
 
 DDL = DDL_V1 + "".join(MIGRATIONS[v] for v in sorted(MIGRATIONS))

@@ -1,0 +1,97 @@
+"""``--inject``: the relay misbehaving on purpose, as the rules say (``core.inject`` decides which
+fire; this carries them out on the legs), recording what it did and telling the checker what each
+side received."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from wsproxy.clock import now_us
+from wsproxy.core.closing import MAX_REASON_BYTES, Side, other
+from wsproxy.core.inject import Seen, corrupted
+from wsproxy.core.rows import InjectionRow, frame_row
+from wsproxy.record.legs import Conn, carry_out, send
+
+
+async def relay_injected(relay: Any, legs: dict[str, Any], conn: Conn, sender: Side, is_text: bool,
+                         data: Any) -> bool:
+    """Relay one data frame as the --inject rules say, record what was done (the frame with how often
+    it was delivered, an ``injections`` row), and tell the checker what the other side received.
+    True when a rule closed the connection."""
+    recorder, dest, conn_id = relay.recorder, legs[other(sender)], conn.conn_id
+    ts, seq = now_us(), conn.next_seq()
+    kind = "text" if is_text else "binary"
+    parsed = relay.decoder.decode(kind, data, sender)
+    fired = relay.injector.fire(Seen(conn_id, sender, parsed.msg_type, parsed.payload_type or parsed.event_type,
+                                     parsed.msg_id))
+    rule = fired[0] if fired else None
+    action = rule.action if rule is not None else None
+    delivered, detail, sent = 1, None, data
+    if action == "pause":  # everything after it in this direction waits too: the pump is held
+        detail = f"held {rule.seconds * 1000:g} ms"
+        await asyncio.sleep(rule.seconds)
+    if action in (None, "pause"):
+        await send(dest, is_text, data)
+    elif action == "drop":
+        delivered = 0
+    elif action == "duplicate":
+        delivered = 2
+        await send(dest, is_text, data)
+        await send(dest, is_text, data)
+    elif action == "corrupt":
+        delivered, sent = 0, corrupted(data)
+        detail = sent if len(sent) <= 200 else sent[:199] + "…"
+        await send(dest, True, sent)
+    elif action == "delay":
+        detail = f"{rule.seconds * 1000:g} ms"
+        task = asyncio.create_task(_send_later(relay, dest, conn, seq, sender, is_text, data, rule.seconds))
+        conn.later.add(task)
+        task.add_done_callback(conn.later.discard)
+    elif action == "reorder":
+        detail = "sent after the next message in this direction"
+    elif action == "close":
+        delivered, detail = 0, f"closed both legs with {rule.code}"
+    if action != "reorder":
+        await send_held(conn, sender, dest)
+    row = frame_row(conn_id, seq, ts, sender, kind, data, parsed)
+    if delivered != 1:
+        row.delivered = delivered
+    recorder.add_frame(row)
+    relay.counters.frames[sender] += 1
+    relay.counters.bytes[sender] += len(data)
+    if rule is not None:
+        relay.counters.injected += 1
+        recorder.add_injection(InjectionRow(recorder.session_id, conn_id, seq, ts, sender, action, rule.text, detail))
+        if relay.observer is not None:
+            relay.observer.injected(conn_id)
+    if conn.observer is not None and action not in ("delay", "reorder"):  # those: when they go out
+        received = relay.decoder.decode("text", sent, sender) if action == "corrupt" else parsed
+        for _ in range(1 if action == "corrupt" else delivered):
+            conn.observer(conn_id, seq, ts, sender, received)
+    if action == "reorder":
+        conn.held[sender] = (is_text, data, seq, parsed)
+    if action == "close":
+        await carry_out(conn.closing.injected(rule.code, f"wsproxy --inject: {rule.text}"[:MAX_REASON_BYTES]), legs)
+        return True
+    return False
+
+
+async def _send_later(relay: Any, dest: Any, conn: Conn, seq: int, sender: Side, is_text: bool, data: Any,
+                      seconds: float) -> None:
+    await asyncio.sleep(seconds)
+    await send(dest, is_text, data)
+    if conn.observer is not None:
+        conn.observer(conn.conn_id, seq, now_us(), sender,
+                      relay.decoder.decode("text" if is_text else "binary", data, sender))
+
+
+async def send_held(conn: Conn, sender: Side, dest: Any) -> None:
+    """``reorder``: the message held back goes out now, after the one that overtook it (or before a close)."""
+    held = conn.held.pop(sender, None)
+    if held is None:
+        return
+    is_text, data, seq, parsed = held
+    await send(dest, is_text, data)
+    if conn.observer is not None:
+        conn.observer(conn.conn_id, seq, now_us(), sender, parsed)
