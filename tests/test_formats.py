@@ -15,7 +15,9 @@ from wsproxy.inspect.check import check_recording
 from wsproxy.inspect.importer import import_file
 
 FAULTS = Path(__file__).parent.parent / "fixtures" / "schema-v2-demo-faults.duckdb"  # has a binary frame
-FRAME_SQL = "SELECT * FROM frames ORDER BY conn_id, seq"
+# the frames columns every schema version has (version 5 added `delivered`)
+FRAME_SQL = ("SELECT conn_id, seq, ts, sender, kind, size, text, data, msg_type, msg_id, payload_type, event_type, "
+             "event_id, payload, parse_error, close_code FROM frames ORDER BY conn_id, seq")
 CONN_SQL = "SELECT * EXCLUDE (session_id) FROM connections ORDER BY conn_id"
 
 

@@ -360,3 +360,99 @@ async def test_replay_refuses_rules_on_what_the_client_sends(tmp_path) -> None:
     assert code.returncode == 2
     assert stderr.decode().strip() == ("Error: replay --inject acts on what the mock server sends: 'drop request' "
                                        "selects what the client sends (use it with `wsproxy record`)")
+
+
+async def test_show_and_the_jsonl_export_show_the_fault_where_it_happened(chat_server, proxy, tmp_path) -> None:
+    from wsproxy.inspect.exporter import export_session
+    session = await start(proxy, chat_server, "drop response type=new once")
+    async with aiohttp.ClientSession() as http:
+        a = await Peer.connect(http, session.url, "A")
+        await a.request("s", "subscribe", {})
+        await a.request("n1", "new", {"chatId": "B", "message": "x"})
+        await a.settle(1)
+        await asyncio.sleep(0.2)
+        await a.ws.close()
+    await session.stop()
+    db = session.options.db
+    shown = await asyncio.create_subprocess_exec(sys.executable, "-m", "wsproxy", "show", str(db),
+                                                 stdout=asyncio.subprocess.PIPE, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    stdout, _ = await shown.communicate()
+    lines = stdout.decode().splitlines()
+    at = next(i for i, line in enumerate(lines) if "id=n1" in line and "response" in line)
+    assert "⚡ injected drop  (--inject drop response type=new once)" in lines[at + 1]
+    out = tmp_path / "s.jsonl"
+    export_session(db, out, "jsonl", 1)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    [injection] = [r for r in records if r["record"] == "injection"]
+    assert injection["action"] == "drop" and injection["rule"] == "drop response type=new once"
+    dropped = next(r for r in records if r["record"] == "frame" and r["seq"] == injection["seq"])
+    assert '"id":"n1"' in dropped["text"].replace(" ", "")  # the origin's frame is there, as it was sent
+
+
+# --- every action with every kind of selector: the relay does exactly what the pure rules say ---
+
+ACTIONS = ["drop", "duplicate", "delay=50ms", "corrupt", "reorder", "close=4003", "pause=50ms"]
+SELECTORS = ["to-client", "to-server", "request", "response", "event", "type=new", "conn=user:B", "once", "nth=2",
+             "after=2", "rate=0.5"]
+DELIVERED = {"drop": 0, "corrupt": 0, "close": 0, "duplicate": 2}
+
+
+async def converse(url: str) -> dict[str, list]:
+    async def tolerant(send) -> None:  # a close= rule may have closed the socket meanwhile
+        try:
+            await send
+        except (ConnectionError, aiohttp.ClientError):
+            pass
+
+    async with aiohttp.ClientSession() as http:
+        a, b = await Peer.connect(http, url, "A"), await Peer.connect(http, url, "B")
+        await tolerant(a.request("s", "subscribe", {}))
+        await tolerant(b.request("s", "subscribe", {}))
+        await asyncio.sleep(0.1)
+        for n in (1, 2, 3):
+            await tolerant(a.request(f"n{n}", "new", {"chatId": "B", "message": str(n)}))
+            await asyncio.sleep(0.03)
+        await tolerant(b.typing("A"))
+        await asyncio.sleep(0.2)
+        for peer in (a, b):
+            await peer.ws.close()
+            await peer.reader
+    return {"user=A": a.got, "user=B": b.got}
+
+
+@pytest.mark.parametrize("selector", SELECTORS)
+@pytest.mark.parametrize("action", ACTIONS)
+async def test_each_action_with_each_selector_does_what_the_rule_says(chat_server, proxy, action, selector) -> None:
+    from wsproxy.core.inject import Injector, Seen
+    rule = parse_rule(f"{action} {selector}")
+    session = await proxy(chat_server.url, inject=[rule])
+    received = await converse(session.url)
+    await session.stop()
+    db = session.options.db
+    # the oracle: the pure injector over what the origins sent, in the order the relay saw it
+    oracle = Injector([rule])
+    for conn_id, query in recorded(db, "SELECT conn_id, query FROM connections"):
+        oracle.opened(conn_id, dict(part.split("=", 1) for part in query.split("&")))
+    expected = set()
+    for conn_id, seq, sender, msg_type, type_name, msg_id in recorded(
+            db, "SELECT conn_id, seq, sender, msg_type, coalesce(payload_type, event_type), msg_id FROM frames "
+                "WHERE kind IN ('text', 'binary') ORDER BY ts, conn_id, seq"):
+        if oracle.fire(Seen(conn_id, sender, msg_type, type_name, msg_id)):
+            expected.add((conn_id, seq))
+    done = set(recorded(db, "SELECT conn_id, seq FROM injections"))
+    assert done == expected and done, (rule.text, done, expected)
+    name = rule.action
+    assert set(recorded(db, "SELECT DISTINCT f.delivered FROM injections i JOIN frames f USING (conn_id, seq)")) == {
+        (DELIVERED.get(name, 1),)}
+    untouched = recorded(db, "SELECT count(*) FROM frames f WHERE kind IN ('text', 'binary') AND delivered <> 1 "
+                             "AND NOT EXISTS (SELECT 1 FROM injections i WHERE i.conn_id = f.conn_id AND i.seq = f.seq)")
+    assert untouched == [(0,)]
+    assert recorded(db, "SELECT DISTINCT action, rule FROM injections") == [(name, rule.text)]
+    if name not in ("delay", "reorder"):  # the order of everything else is kept
+        for query, got in received.items():
+            sent = [json.loads(text) for text, times in recorded(
+                db, "SELECT f.text, f.delivered FROM frames f JOIN connections c USING (conn_id) WHERE c.query = ? "
+                    "AND f.sender = 'server' AND f.kind = 'text' ORDER BY f.seq", [query]) for _ in range(times)]
+            valid = [m for _, m in got if "invalid" not in m]
+            # (a client may close before the last of it arrives: the offline of the other, say)
+            assert valid == sent[:len(valid)] and len(valid) >= len(sent) - 2, query

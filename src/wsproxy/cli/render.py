@@ -185,6 +185,9 @@ def timeline_text(row: TimelineRow, width: int = 100) -> Text:
         text.append(safe(body if len(body) <= room else body[:room - 1] + "…"), style="dim")
     if row.latency_ms is not None:
         text.append(f"  {row.latency_ms:.2f} ms", style="yellow" if row.latency_ms > 1000 else "")
+    for action in (row.injected or "").splitlines():
+        text.append("\n" + " " * 14 + "⚡ injected ", style="bold magenta")
+        text.append(safe(action), style="magenta")
     for finding in (row.findings or "").splitlines():
         severity, _, rest = finding.partition(" ")
         text.append("\n" + " " * 14 + "⚠ ", style=SEVERITY_STYLES.get(severity, ""))

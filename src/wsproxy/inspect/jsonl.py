@@ -67,6 +67,12 @@ def write_jsonl(con: duckdb.DuckDBPyConnection, session_id: int | None, out: IO[
                 record["close_code"] = close_code
             out.write(_line(record))
             frames += 1
+    # what --inject did, after the frames it did it to (readers that do not know the record skip it)
+    for conn_id, seq, ts, sender, action, rule, detail in con.execute(
+            "SELECT conn_id, seq, ts, sender, action, rule, detail FROM injections WHERE session_id = ? "
+            "ORDER BY ts, conn_id, seq", [info.session_id]).fetchall():
+        out.write(_line({"record": "injection", "conn_id": conn_id, "seq": seq, "ts": _plain(ts), "sender": sender,
+                         "action": action, "rule": rule, "detail": detail}))
     return frames
 
 

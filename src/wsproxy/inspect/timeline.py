@@ -39,7 +39,9 @@ SELECT f.conn_id, f.seq, f.ts, f.sender, f.kind, f.msg_type, f.msg_id,
        f.close_code, {USER_NAME_SQL} AS user_name,
        (SELECT e.latency_ms FROM exchanges e WHERE e.conn_id = f.conn_id AND e.response_seq = f.seq) AS latency_ms,
        (SELECT string_agg(v.severity || ' ' || v.code || ': ' || v.message, '\n' ORDER BY v.code)
-        FROM violations v WHERE v.conn_id = f.conn_id AND v.seq = f.seq) AS findings
+        FROM violations v WHERE v.conn_id = f.conn_id AND v.seq = f.seq) AS findings,
+       (SELECT string_agg(i.action || coalesce(': ' || i.detail, '') || '  (--inject ' || i.rule || ')', '\n')
+        FROM injections i WHERE i.conn_id = f.conn_id AND i.seq = f.seq) AS injected
 FROM frames f JOIN connections c USING (conn_id)
 WHERE c.session_id = $session AND ($conn IS NULL OR f.conn_id = $conn) AND f.ts >= $since
 ORDER BY f.ts, f.conn_id, f.seq
@@ -64,6 +66,7 @@ class TimelineRow:
     user_name: str | None
     latency_ms: float | None
     findings: str | None
+    injected: str | None = None  # what --inject rules did to this frame
 
 
 def newest_session(path: Path) -> int:

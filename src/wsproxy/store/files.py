@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from wsproxy.core.errors import EXIT_USAGE, UserError, first_line
-from wsproxy.store.schema import (APPLICATION, DDL, EXCHANGES_VIEW, MIGRATIONS, SCHEMA_VERSION, USER_NAME_SQL,
+from wsproxy.store.schema import (APPLICATION, DDL, EXCHANGES_VIEW, INJECTIONS_TABLE, MIGRATIONS, SCHEMA_VERSION, USER_NAME_SQL,
                                   VIEWS, VIOLATIONS_TABLE)
 
 MEMORY_LIMIT = "1GB"  # DuckDB's buffer pool in the recorder; beyond it DuckDB evicts (and spills) pages
@@ -66,6 +66,8 @@ def create_reader_views(con: duckdb.DuckDBPyConnection) -> None:
     tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     if "violations" not in tables:  # a schema-1 recording: no findings were stored
         con.execute(VIOLATIONS_TABLE.format(temp="TEMP"))
+    if "injections" not in tables:  # before schema 5: nothing was injected
+        con.execute(INJECTIONS_TABLE.replace("CREATE TABLE", "CREATE TEMP TABLE"))
     con.execute(VIEWS.format(temp="TEMP", user_name=USER_NAME_SQL))
     con.execute(EXCHANGES_VIEW.format(temp="TEMP"))
 
