@@ -456,3 +456,24 @@ async def test_each_action_with_each_selector_does_what_the_rule_says(chat_serve
             valid = [m for _, m in got if "invalid" not in m]
             # (a client may close before the last of it arrives: the offline of the other, say)
             assert valid == sent[:len(valid)] and len(valid) >= len(sent) - 2, query
+
+
+async def test_the_diagram_notes_the_injection_and_pause_does_not_hold_other_connections(chat_server, proxy) -> None:
+    from wsproxy.inspect.diagram import build, select, to_mermaid
+    from wsproxy.inspect.timeline import timeline
+    session = await start(proxy, chat_server, "pause=500ms to-client conn=user:A")
+    async with aiohttp.ClientSession() as http:
+        a, b = await Peer.connect(http, session.url, "A"), await Peer.connect(http, session.url, "B")
+        started = time.monotonic()
+        await a.request("s", "subscribe", {})
+        await b.request("s", "subscribe", {})
+        await b.settle(1)
+        b_at = b.got[0][0] - started
+        await a.settle(1)
+        a_at = a.got[0][0] - started
+        await a.ws.close()
+        await b.ws.close()
+    await session.stop()
+    assert b_at < 0.3 and a_at >= 0.45  # A's direction was held; B's connection was not
+    text = to_mermaid(build(select(timeline(session.options.db, 1), None)))
+    assert "Note over C1: ⚡ injected pause#58; held 500 ms" in text  # (Mermaid: ":" as #58;)

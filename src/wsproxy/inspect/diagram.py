@@ -67,6 +67,8 @@ def build(rows: Sequence[TimelineRow], limit: int | None = None) -> Diagram:
         else:
             arrow = "-->>" if row.msg_type == "response" else "--)" if row.msg_type == "event" else "-)"
             diagram.steps.append(Arrow(SERVER, client, arrow, label, kind))
+        for action in (row.injected or "").splitlines():  # what --inject did to it (drop: it never arrived)
+            diagram.steps.append(Note(client, "injected", "injected " + action.split("  (", 1)[0]))
         for finding in (row.findings or "").splitlines():
             severity, _, rest = finding.partition(" ")
             diagram.steps.append(Note(client, severity, rest.split(":", 1)[0]))
@@ -93,7 +95,7 @@ def to_mermaid(diagram: Diagram) -> str:
 
 
 def note_mark(severity: str) -> str:
-    return "⚠" if severity == "error" else "△"
+    return "⚡" if severity == "injected" else "⚠" if severity == "error" else "△"
 
 
 def more_text(count: int) -> str:

@@ -19,7 +19,8 @@ ROW = 30
 NOTE_ROW = 26
 MARGIN = 20
 COLOURS = {"request": "#1f6feb", "response": "#1a7f37", "event": "#8250df", "other": "#57606a"}
-NOTE_COLOURS = {"error": ("#ffebe9", "#cf222e"), "warning": ("#fff8c5", "#9a6700"), "info": ("#ddf4ff", "#0969da")}
+NOTE_COLOURS = {"error": ("#ffebe9", "#cf222e"), "warning": ("#fff8c5", "#9a6700"), "info": ("#ddf4ff", "#0969da"),
+                "injected": ("#fbefff", "#8250df")}
 
 
 def sequence_svg(diagram: Diagram) -> str:
