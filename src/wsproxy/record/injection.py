@@ -45,19 +45,23 @@ async def relay_injected(relay: Any, legs: dict[str, Any], conn: Conn, sender: S
         await send(dest, True, sent)
     elif action == "delay":
         detail = f"{rule.seconds * 1000:g} ms"
-        task = asyncio.create_task(_send_later(relay, dest, conn, seq, sender, is_text, data, rule.seconds))
-        conn.later.add(task)
-        task.add_done_callback(conn.later.discard)
     elif action == "reorder":
         detail = "sent after the next message in this direction"
     elif action == "close":
         delivered, detail = 0, f"closed both legs with {rule.code}"
-    if action != "reorder":
-        await send_held(conn, sender, dest)
+    await send_held(conn, sender, dest, recorder)  # one held before goes out after this one (or now, if
+    # this one is held in its turn: a run of reordered messages shifts each by one, none is lost)
     row = frame_row(conn_id, seq, ts, sender, kind, data, parsed)
     if delivered != 1:
         row.delivered = delivered
-    recorder.add_frame(row)
+    if action == "delay":  # recorded once it went out (or, if the connection ended first, as not delivered)
+        task = asyncio.create_task(_send_later(relay, dest, conn, row, is_text, data, rule.seconds))
+        conn.later.add(task)
+        task.add_done_callback(conn.later.discard)
+    elif action == "reorder":
+        conn.held[sender] = (is_text, data, row, parsed)
+    else:
+        recorder.add_frame(row)
     relay.counters.frames[sender] += 1
     relay.counters.bytes[sender] += len(data)
     if rule is not None:
@@ -69,29 +73,48 @@ async def relay_injected(relay: Any, legs: dict[str, Any], conn: Conn, sender: S
         received = relay.decoder.decode("text", sent, sender) if action == "corrupt" else parsed
         for _ in range(1 if action == "corrupt" else delivered):
             conn.observer(conn_id, seq, ts, sender, received)
-    if action == "reorder":
-        conn.held[sender] = (is_text, data, seq, parsed)
     if action == "close":
         await carry_out(conn.closing.injected(rule.code, f"wsproxy --inject: {rule.text}"[:MAX_REASON_BYTES]), legs)
         return True
     return False
 
 
-async def _send_later(relay: Any, dest: Any, conn: Conn, seq: int, sender: Side, is_text: bool, data: Any,
+async def _send_later(relay: Any, dest: Any, conn: Conn, row: Any, is_text: bool, data: Any,
                       seconds: float) -> None:
-    await asyncio.sleep(seconds)
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:  # the connection ended first: it was never delivered
+        row.delivered = 0
+        relay.recorder.add_frame(row)
+        raise
     await send(dest, is_text, data)
+    relay.recorder.add_frame(row)
     if conn.observer is not None:
-        conn.observer(conn.conn_id, seq, now_us(), sender,
-                      relay.decoder.decode("text" if is_text else "binary", data, sender))
+        conn.observer(conn.conn_id, row.seq, now_us(), row.sender,
+                      relay.decoder.decode("text" if is_text else "binary", data, row.sender))
 
 
-async def send_held(conn: Conn, sender: Side, dest: Any) -> None:
-    """``reorder``: the message held back goes out now, after the one that overtook it (or before a close)."""
+async def send_held(conn: Conn, sender: Side, dest: Any, recorder: Any) -> None:
+    """``reorder``: the message held back goes out now, after the one that overtook it (or before a close),
+    and is recorded."""
     held = conn.held.pop(sender, None)
     if held is None:
         return
-    is_text, data, seq, parsed = held
+    is_text, data, row, parsed = held
     await send(dest, is_text, data)
+    recorder.add_frame(row)
     if conn.observer is not None:
-        conn.observer(conn.conn_id, seq, now_us(), sender, parsed)
+        conn.observer(conn.conn_id, row.seq, now_us(), sender, parsed)
+
+
+async def settle(conn: Conn, recorder: Any) -> None:
+    """The connection is over: delayed messages still waiting are cancelled, and they and a message still
+    held back by ``reorder`` are recorded as not delivered."""
+    for task in list(conn.later):
+        task.cancel()
+    if conn.later:
+        await asyncio.gather(*conn.later, return_exceptions=True)
+    for _, _, row, _ in conn.held.values():
+        row.delivered = 0
+        recorder.add_frame(row)
+    conn.held.clear()

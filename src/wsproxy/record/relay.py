@@ -22,7 +22,7 @@ from wsproxy.core.closing import Side, other
 from wsproxy.core.inject import Injector
 from wsproxy.core.protocol import MessageDecoder, ParsedMessage
 from wsproxy.core.rows import ConnectionOpened, frame_row, redact_headers, redact_query
-from wsproxy.record.injection import relay_injected, send_held
+from wsproxy.record.injection import relay_injected, send_held, settle
 from wsproxy.record.legs import CLOSE_TIMEOUT, Conn, carry_out
 from wsproxy.record.writer import Recorder
 from wsproxy.ws import DEFAULT_MAX_MESSAGE, aiohttp_limit, coalesce_writes, drop, errors_as_messages, upstream_headers
@@ -203,9 +203,8 @@ class Relay:
                 drop(client)
                 drop(upstream)
         finally:
-            for task in list(conn.later):  # delayed messages of a connection that is gone
-                task.cancel()
             if self.injector is not None:
+                await settle(conn, recorder)  # what --inject still held: recorded, as not delivered
                 self.injector.closed(conn_id)
             self._sockets.discard(client)
             self.counters.open -= 1
@@ -262,7 +261,7 @@ class Relay:
                 recorder.add_frame(frame_row(conn.conn_id, conn.next_seq(), now_us(), sender,
                                          "ping" if kind is WSMsgType.PING else "pong", msg.data, None))
             elif kind is WSMsgType.CLOSE:
-                await send_held(conn, sender, dest)
+                await send_held(conn, sender, dest, recorder)
                 code, reason = msg.data, msg.extra or ""
                 recorder.add_frame(frame_row(conn.conn_id, conn.next_seq(), now_us(), sender, "close", reason,
                                          None, code))
