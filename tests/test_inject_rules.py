@@ -147,3 +147,11 @@ def test_once_fires_at_most_once_and_nth_only_on_the_nth_selected(stream, n) -> 
             fired_nth += 1
             assert selected == n
     assert fired_once == min(1, len(stream)) and fired_nth == (1 if selected >= n else 0)
+
+
+def test_the_inject_file_example_in_the_docs_loads() -> None:
+    from pathlib import Path
+    text = (Path(__file__).parent.parent / "docs" / "inject.md").read_text()
+    example = re.search(r"### `--inject-file`.*?```toml\n(.*?)```", text, re.S).group(1)
+    assert [r.text for r in rules_from_toml(example)] == [
+        "drop response type=new once", "delay=400ms event type=typing", "close=4001 to-client after=3"]
