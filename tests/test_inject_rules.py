@@ -155,3 +155,17 @@ def test_the_inject_file_example_in_the_docs_loads() -> None:
     example = re.search(r"### `--inject-file`.*?```toml\n(.*?)```", text, re.S).group(1)
     assert [r.text for r in rules_from_toml(example)] == [
         "drop response type=new once", "delay=400ms event type=typing", "close=4001 to-client after=3"]
+
+
+def test_what_each_action_does_to_a_message_is_one_outcome_for_record_and_replay() -> None:
+    from wsproxy.core.inject import Outcome, outcome
+    m = '{"type":"event"}'
+    assert outcome(None, m) == Outcome((m,))
+    assert outcome(parse_rule("drop"), m) == Outcome(delivered=0)
+    assert outcome(parse_rule("duplicate"), m) == Outcome((m, m), delivered=2)
+    corrupt = outcome(parse_rule("corrupt"), m)
+    assert corrupt.sends == ('{"type": <corrupted by wsproxy --inject>',) and corrupt.delivered == 0
+    assert outcome(parse_rule("delay=400ms"), m) == Outcome(later=0.4, detail="400 ms")
+    assert outcome(parse_rule("pause=2s"), m) == Outcome((m,), pause=2.0, detail="held 2000 ms")
+    assert outcome(parse_rule("reorder"), m).hold and outcome(parse_rule("reorder"), m).sends == ()
+    assert outcome(parse_rule("close=4001"), m) == Outcome(close=4001, delivered=0, detail="closed both legs with 4001")

@@ -208,6 +208,40 @@ def corrupted(data: str | bytes) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Outcome:
+    """What carrying out a rule on one message means, for whichever shell sends it (the relay, the replay)."""
+
+    sends: tuple = ()  # what goes out now, in order (after ``pause``): the message, twice, or its corruption
+    pause: float = 0.0  # pause=: seconds this direction waits first
+    later: float | None = None  # delay=: the message goes out after this many seconds
+    hold: bool = False  # reorder: the message waits for the next one in its direction
+    close: int | None = None  # close=: both legs close with this code instead
+    delivered: int = 1  # how often the other side gets the message itself (0: dropped or replaced)
+    detail: str | None = None  # for the ``injections`` row
+
+
+def outcome(rule: Rule | None, data: str | bytes) -> Outcome:
+    """What ``rule`` (None: no rule fired) does to the message ``data``."""
+    action = rule.action if rule is not None else None
+    if action is None:
+        return Outcome((data,))
+    if action == "drop":
+        return Outcome(delivered=0)
+    if action == "duplicate":
+        return Outcome((data, data), delivered=2)
+    if action == "corrupt":
+        sent = corrupted(data)
+        return Outcome((sent,), delivered=0, detail=sent if len(sent) <= 200 else sent[:199] + "…")
+    if action == "delay":
+        return Outcome(later=rule.seconds, detail=f"{rule.seconds * 1000:g} ms")
+    if action == "pause":
+        return Outcome((data,), pause=rule.seconds, detail=f"held {rule.seconds * 1000:g} ms")
+    if action == "reorder":
+        return Outcome(hold=True, detail="sent after the next message in this direction")
+    return Outcome(close=rule.code, delivered=0, detail=f"closed both legs with {rule.code}")  # close
+
+
+@dataclass(frozen=True, slots=True)
 class Seen:
     """A data frame as the injector judges it."""
 

@@ -178,7 +178,7 @@ class _Walk:
         self.changes: list[_FieldChange] = []
 
     def compare(self, path: Path, expected: Any, got: Any) -> None:
-        if any(_matches(pattern, path) for pattern in self.rules.ignores):
+        if self._ignored(path):
             return
         rebind = next((r for r in self.rules.rebinds if _matches(r.path, path)
                        and (r.envelope is None or r.envelope == self.envelope)), None)

@@ -9,7 +9,7 @@ from typing import Any
 
 from wsproxy.clock import now_us
 from wsproxy.core.closing import MAX_REASON_BYTES, Side, other
-from wsproxy.core.inject import Seen, corrupted
+from wsproxy.core.inject import Seen, outcome
 from wsproxy.core.rows import InjectionRow, frame_row
 from wsproxy.record.legs import Conn, carry_out, send
 
@@ -26,39 +26,21 @@ async def relay_injected(relay: Any, legs: dict[str, Any], conn: Conn, sender: S
     fired = relay.injector.fire(Seen(conn_id, sender, parsed.msg_type, parsed.payload_type or parsed.event_type,
                                      parsed.msg_id))
     rule = fired[0] if fired else None
-    action = rule.action if rule is not None else None
-    delivered, detail, sent = 1, None, data
-    if action == "pause":  # everything after it in this direction waits too: the pump is held
-        detail = f"held {rule.seconds * 1000:g} ms"
-        await asyncio.sleep(rule.seconds)
-    if action in (None, "pause"):
-        await send(dest, is_text, data)
-    elif action == "drop":
-        delivered = 0
-    elif action == "duplicate":
-        delivered = 2
-        await send(dest, is_text, data)
-        await send(dest, is_text, data)
-    elif action == "corrupt":
-        delivered, sent = 0, corrupted(data)
-        detail = sent if len(sent) <= 200 else sent[:199] + "…"
-        await send(dest, True, sent)
-    elif action == "delay":
-        detail = f"{rule.seconds * 1000:g} ms"
-    elif action == "reorder":
-        detail = "sent after the next message in this direction"
-    elif action == "close":
-        delivered, detail = 0, f"closed both legs with {rule.code}"
+    out = outcome(rule, data)
+    if out.pause:  # everything after it in this direction waits too: the pump is held
+        await asyncio.sleep(out.pause)
+    for item in out.sends:
+        await send(dest, isinstance(item, str), item)
     await send_held(conn, sender, dest, recorder)  # one held before goes out after this one (or now, if
     # this one is held in its turn: a run of reordered messages shifts each by one, none is lost)
     row = frame_row(conn_id, seq, ts, sender, kind, data, parsed)
-    if delivered != 1:
-        row.delivered = delivered
-    if action == "delay":  # recorded once it went out (or, if the connection ended first, as not delivered)
-        task = asyncio.create_task(_send_later(relay, dest, conn, row, is_text, data, rule.seconds))
+    if out.delivered != 1:
+        row.delivered = out.delivered
+    if out.later is not None:  # recorded once it went out (or, if the connection ended first, as not delivered)
+        task = asyncio.create_task(_send_later(relay, dest, conn, row, is_text, data, out.later))
         conn.later.add(task)
         task.add_done_callback(conn.later.discard)
-    elif action == "reorder":
+    elif out.hold:
         conn.held[sender] = (is_text, data, row, parsed)
     else:
         recorder.add_frame(row)
@@ -66,15 +48,15 @@ async def relay_injected(relay: Any, legs: dict[str, Any], conn: Conn, sender: S
     relay.counters.bytes[sender] += len(data)
     if rule is not None:
         relay.counters.injected += 1
-        recorder.add_injection(InjectionRow(recorder.session_id, conn_id, seq, ts, sender, action, rule.text, detail))
+        recorder.add_injection(InjectionRow(recorder.session_id, conn_id, seq, ts, sender, rule.action, rule.text,
+                                            out.detail))
         if relay.observer is not None:
             relay.observer.injected(conn_id)
-    if conn.observer is not None and action not in ("delay", "reorder"):  # those: when they go out
-        received = relay.decoder.decode("text", sent, sender) if action == "corrupt" else parsed
-        for _ in range(1 if action == "corrupt" else delivered):
-            conn.observer(conn_id, seq, ts, sender, received)
-    if action == "close":
-        await carry_out(conn.closing.injected(rule.code, f"wsproxy --inject: {rule.text}"[:MAX_REASON_BYTES]), legs)
+    if conn.observer is not None:  # what the other side got (a delayed or held one: when it goes out)
+        for item in out.sends:
+            conn.observer(conn_id, seq, ts, sender, parsed if item is data else relay.decoder.decode("text", item, sender))
+    if out.close is not None:
+        await carry_out(conn.closing.injected(out.close, f"wsproxy --inject: {rule.text}"[:MAX_REASON_BYTES]), legs)
         return True
     return False
 

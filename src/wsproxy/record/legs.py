@@ -8,9 +8,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsproxy.core.closing import MAX_REASON_BYTES, NO_STATUS, Action, AnswerClose, CloseLeg, Closing, ForwardClose
 from aiohttp import WSMsgType
 
+from wsproxy.core.closing import MAX_REASON_BYTES, NO_STATUS, Action, AnswerClose, CloseLeg, Closing, ForwardClose
 from wsproxy.ws import drop
 
 CLOSE_TIMEOUT = 5.0

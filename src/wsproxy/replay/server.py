@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from aiohttp import WSMsgType, web
 
 from wsproxy.clock import now_us
-from wsproxy.core.inject import Injector, Seen, corrupted
+from wsproxy.core.inject import Injector, Seen, outcome
 from wsproxy.core.protocol import decode
 from wsproxy.core.recorded import RecordedSession
 from wsproxy.core.replay_plan import Divergence, ReplayPlan, Send, render
@@ -38,6 +38,7 @@ class ReplayServer:
 
     def __post_init__(self) -> None:
         self._outboxes: dict[int, asyncio.Queue[Send]] = {}
+        self._later: set[asyncio.Task] = set()  # --inject delay=: sends still to come
         self._sockets: set[web.WebSocketResponse] = set()
 
     def app(self) -> web.Application:
@@ -135,34 +136,31 @@ class ReplayServer:
         fired = self.injector.fire(Seen(slot, "server", parsed.msg_type, parsed.payload_type or parsed.event_type,
                                         parsed.msg_id))
         rule = fired[0] if fired else None
-        action = rule.action if rule is not None else None
         self.counters.injected += rule is not None
+        out = outcome(rule, value)
 
-        async def out(data: object) -> None:
+        async def send(data: object) -> None:
             await (ws.send_str(data) if isinstance(data, str) else ws.send_bytes(data))
 
-        if action == "pause":
-            await asyncio.sleep(rule.seconds)
-        if action in (None, "pause"):
-            await out(value)
-        elif action == "duplicate":
-            await out(value)
-            await out(value)
-        elif action == "corrupt":
-            await out(corrupted(value))
-        elif action == "delay":
-            async def later() -> None:
-                await asyncio.sleep(rule.seconds)
-                await out(value)
-            asyncio.create_task(later())
-        elif action == "close":
-            await ws.close(code=rule.code, message=f"wsproxy --inject: {rule.text}".encode()[:120])
+        async def later(seconds: float) -> None:
+            await asyncio.sleep(seconds)
+            await send(value)
+
+        if out.close is not None:
+            await ws.close(code=out.close, message=f"wsproxy --inject: {rule.text}".encode()[:120])
             return True
-        if action != "reorder":
-            while held:
-                await out(held.pop())
-        else:
+        if out.pause:
+            await asyncio.sleep(out.pause)
+        for item in out.sends:
+            await send(item)
+        while held:  # as in record: one held before goes out after this one, or now if this one is held
+            await send(held.pop())
+        if out.hold:
             held.append(value)
+        if out.later is not None:
+            task = asyncio.create_task(later(out.later))
+            self._later.add(task)  # referenced until done (the loop keeps only weak references)
+            task.add_done_callback(self._later.discard)
         return False
 
     def _diverge(self, divergences: list[Divergence]) -> None:
