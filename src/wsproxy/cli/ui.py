@@ -1,0 +1,89 @@
+"""``wsproxy ui``: the web view of a recording, and its start for ``record --ui`` too."""
+
+from __future__ import annotations
+
+import asyncio
+import webbrowser
+from typing import Annotated, Any
+
+import typer
+
+from wsproxy.cli.app import command, err, out, run_until_signal
+from wsproxy.cli.options import LiveRecording, SessionOption
+
+PANEL = "Inspect a recording"
+DEFAULT_LISTEN = "127.0.0.1:8090"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+OpenOption = Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")]
+
+
+async def start_ui(reader: Any, listen: str, session: int | None, fallback: bool) -> Any:
+    """The web view on ``listen``; with ``fallback`` (the default address), any free port if that one is taken."""
+    from wsproxy.record.session import parse_listen
+    from wsproxy.ui.server import UiServer
+    host, port = parse_listen(listen)
+    server = UiServer(reader, session)
+    try:
+        await server.start(host, port)
+    except OSError as exc:
+        if not fallback or exc.errno not in (98, 48):
+            raise
+        await server.start(host, 0)
+    if host not in LOOPBACK:
+        err.print(f"[yellow]Warning:[/] the web view listens on {host}: anyone who can reach it and has "
+                  "the URL's token can read the recording")
+    return server
+
+
+@command(panel=PANEL)
+def ui(
+    recording: LiveRecording,
+    listen: Annotated[str, typer.Option(help=f"HOST:PORT to serve the page on (default {DEFAULT_LISTEN}, "
+                                             "or a free port if that is taken).")] = DEFAULT_LISTEN,
+    session_id: SessionOption = None,
+    open_browser: OpenOption = False,
+) -> None:
+    """Browse a recording in a web page: connections, frames, pairs, findings, charts, live.
+
+    Prints the URL to open (its token lets only you in) and serves until Ctrl-C. The page follows
+    a recording that `wsproxy record` is still writing. Everything it needs is served from the
+    package: it works offline. See docs/ui.md.
+
+    Examples:
+
+      wsproxy ui demo.duckdb
+
+      wsproxy ui today.duckdb --session 2 --open
+
+      wsproxy ui today.duckdb --listen 127.0.0.1:9000
+    """
+    from wsproxy.ui.reader import FileReader
+
+    if not recording.exists():
+        from wsproxy.store.files import StoreError
+        raise StoreError(f"{recording} does not exist: give the --db file `wsproxy record` wrote")
+    reader = FileReader(recording)
+
+    async def go(stop: asyncio.Event) -> None:
+        from wsproxy.ui import views
+        await views.session_id(reader, session_id)  # a session that is not there: say so now, not in the page
+        server = await start_ui(reader, listen, session_id, fallback=listen == DEFAULT_LISTEN)
+        try:
+            live = " (being recorded: the page follows it)" if reader.live else ""
+            err.print(f"serving {recording}{live} — open the URL below; Ctrl-C stops", highlight=False)
+            out.print(server.url, highlight=False, soft_wrap=True)
+            if open_browser:
+                webbrowser.open(server.url)
+            await stop.wait()
+        finally:
+            await server.stop()
+    try:
+        run_until_signal(go)
+    finally:
+        reader.close()
+
+
+def announce(url: str) -> None:
+    """``record --ui``: the page's URL, on one line."""
+    err.print(f"web view [bold]{url}[/]", highlight=False, soft_wrap=True)

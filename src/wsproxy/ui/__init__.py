@@ -1,0 +1,1 @@
+"""``wsproxy ui``: the live web view of a recording (docs/ui.md)."""
