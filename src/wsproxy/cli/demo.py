@@ -84,6 +84,7 @@ def print_summary(db: Path, session_id: int, console: Console) -> None:
                   f"`wsproxy diagram {db}` prints the Mermaid text)")
     console.print("Go on:\n"
                   f"  wsproxy check {db}                       the findings, grouped by connection and rule\n"
+                  f"  wsproxy ui {db}                          browse it in a web page: connections, frames, pairs, findings, charts\n"
                   f"  wsproxy show {db}                        the timeline, with latency and findings\n"
                   f"  wsproxy replay {db}                      serve it back to your client as a mock server\n"
                   f"  duckdb {db} \"SELECT * FROM exchanges\"   requests paired with responses, with latency\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -12,6 +12,10 @@ from wsproxy.cli import options
 from wsproxy.cli.app import LOOPS, command, err, out, run_async, run_until_signal
 from wsproxy.cli.options import REPORT_FORMATS, FailOnOption, ProfileOption, choice
 from wsproxy.core.errors import EXIT_FOUND, UserError
+
+if TYPE_CHECKING:
+    from wsproxy.record.session import RecordSession
+    from wsproxy.ui.server import UiServer
 
 PANEL = "Record"
 
@@ -38,6 +42,10 @@ def record(
              "'delay=400ms event type=typing', 'close=4001 to-client after=3' (repeatable; docs/inject.md).")] = None,
     inject_file: Annotated[Optional[Path], typer.Option(help="The same rules as data: [[inject]] tables in TOML.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for rate= rules, to repeat a run.")] = 0,
+    ui: Annotated[Optional[str], typer.Option(
+        "--ui", help="Also serve the live web view of this recording on HOST:PORT (e.g. 127.0.0.1:8090); "
+                     "its URL, with the access token, is printed (docs/ui.md).")] = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="With --ui: open the page in the default browser.")] = False,
     loop: Annotated[str, typer.Option(help="Event loop: asyncio (the standard one), uvloop (when installed) or "
                                            "auto (uvloop when installed); docs/performance.md compares them.")] = "asyncio",
 ) -> None:
@@ -57,6 +65,8 @@ def record(
       wsproxy record --upstream ws://127.0.0.1:8765 --fail-on error --quiet   (CI: exit 1 on any error finding)
 
       wsproxy record --upstream ws://127.0.0.1:8765 --inject "drop response type=new once"
+
+      wsproxy record --upstream ws://127.0.0.1:8765 --ui 127.0.0.1:8090 --open   (watch it in a browser)
     """
     from wsproxy.cli.status import Rates, log_json, show_findings, status_line, summary
     from wsproxy.core.profile import fails
@@ -81,6 +91,7 @@ def record(
             err.print(f"recording [bold]{session.url}[/] → {session.upstream} into {db} (Ctrl-C stops)")
         if rules:  # loud, even with --quiet: nobody should forget it is on
             announce_injection(rules, seed, log_format)
+        web_view = None
         if not quiet:
             show_findings(session, err, log_format)
         live = None
@@ -95,11 +106,16 @@ def record(
                     live.update(status_line(session, rates))
             refresher = asyncio.create_task(refresh(), name="status-line")
         try:
+            if ui is not None:
+                web_view = await start_web_view(session, ui, open_browser, log_format)
             await stop.wait()
         finally:
             if live is not None:
                 refresher.cancel()
                 live.stop()
+            if web_view is not None:
+                await web_view.stop()
+                web_view.reader.close()
             await session.stop()
         return summary(session)
 
@@ -147,6 +163,28 @@ def demo(
 
     fault_plan = Faults.parse(faults)
     run_async(lambda: run_demo(db, out, fault_plan))
+
+
+async def start_web_view(session: RecordSession, listen: str, open_browser: bool, log_format: str) -> UiServer:
+    """``--ui``: the web view, reading the recorder's own connection; its URL on one line."""
+    from wsproxy.cli.ui import start_ui
+    from wsproxy.ui.reader import RecorderReader
+    assert session.recorder.database is not None
+    reader = RecorderReader(session.recorder.database)
+    try:
+        server = await start_ui(reader, listen, session.recorder.session_id, fallback=False)
+    except BaseException:
+        reader.close()
+        raise
+    if log_format == "json":
+        from wsproxy.cli.status import log_json
+        log_json("ui", url=server.url)
+    else:
+        err.print(f"web view [bold]{server.url}[/]", highlight=False, soft_wrap=True)
+    if open_browser:
+        import webbrowser
+        webbrowser.open(server.url)
+    return server
 
 
 def inject_rules(texts: list[str] | None, path: Path | None) -> list:

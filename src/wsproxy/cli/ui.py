@@ -82,8 +82,3 @@ def ui(
         run_until_signal(go)
     finally:
         reader.close()
-
-
-def announce(url: str) -> None:
-    """``record --ui``: the page's URL, on one line."""
-    err.print(f"web view [bold]{url}[/]", highlight=False, soft_wrap=True)

@@ -5,7 +5,6 @@ as a ``StoreError`` that says what to do."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
@@ -35,13 +34,12 @@ class RecordingError(StoreError):
     """A recording file that cannot be opened or written; the message says why and what to do."""
 
 
-def open_recording(path: Path, config: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
-    """Open a recording read-only (it may be being written: DuckDB then refuses, and we say so);
-    ``config``: DuckDB settings for this connection."""
+def open_recording(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open a recording read-only (it may be being written: DuckDB then refuses, and we say so)."""
     if not path.exists():
         raise StoreError(f"{path} does not exist: give the --db file `wsproxy record` wrote")
     try:
-        con = duckdb.connect(str(path), read_only=True, config=config or {})
+        con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
         text = first_line(exc)
         if "lock" in text.lower():

@@ -60,12 +60,15 @@ class FileReader:
 
     def _open(self) -> bool:
         try:
-            # no file access from SQL: a token holder reads this recording, not the machine's files
-            self._pool = CursorPool(open_recording(self.path, {"enable_external_access": False}), owned=True)
+            connection = open_recording(self.path)
         except StoreError as exc:
             if "is being written" not in str(exc):
                 raise
             return False
+        # no file access from SQL (read_text('/etc/passwd')): a token holder reads this recording,
+        # not the machine's files (a setting, not a config: those must match other connections)
+        connection.execute("SET enable_external_access = false")
+        self._pool = CursorPool(connection, owned=True)
         return True
 
     @property

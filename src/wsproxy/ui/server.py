@@ -20,7 +20,7 @@ from aiohttp import WSMsgType, web
 
 from wsproxy.core.errors import UserError
 from wsproxy.ui import views
-from wsproxy.ui.filters import FrameFilter
+from wsproxy.ui.filters import FilterError, FrameFilter
 from wsproxy.ui.reader import Reader
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,8 @@ class UiServer:
         else:
             try:
                 response = await handler(request)
-            except web.HTTPException as exc:
-                response = exc
+            except web.HTTPException as exc:  # a route that does not exist, say: said as text
+                response = web.Response(status=exc.status, text=exc.text)
             if request.query.get("token") and isinstance(response, web.Response):
                 response.set_cookie(self._cookie, self.token, httponly=True, samesite="Strict", path="/")
         if not response.prepared:
@@ -215,7 +215,7 @@ def _int(request: web.Request, key: str, default: int) -> int:
     try:
         return int(text)
     except ValueError:
-        raise web.HTTPBadRequest(text=f"{key}={text!r} is not a whole number") from None
+        raise FilterError(f"{key}={text!r} is not a whole number") from None
 
 
 def _conn(request: web.Request) -> int:
