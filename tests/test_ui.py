@@ -131,7 +131,8 @@ async def test_frames_page_in_order_with_pairs_and_findings(served, faulty_demo)
     gap = next(f for r in rows for f in r["findings"] if f["code"] == "event-id-gap")
     assert gap["when"] and gap["severity"] == "error"
     text = recorded(faulty_demo, "SELECT text FROM frames WHERE conn_id = ? AND seq = ?", [conn, rows[0]["seq"]])[0][0]
-    assert rows[0]["preview"] == text[:240]
+    payload = recorded(faulty_demo, "SELECT payload::VARCHAR FROM frames WHERE conn_id = ? AND seq = ?", [conn, rows[0]["seq"]])[0][0]
+    assert rows[0]["preview"] == payload[:240] and payload in text  # the payload: type and id have columns
 
 
 @pytest.mark.parametrize("query, where", [

@@ -54,7 +54,8 @@ ORDER BY c.conn_id
 
 FRAME_COLUMNS = f"""f.conn_id, f.seq, epoch_us(f.ts) AS ts_us, f.sender, f.kind, {TYPE_SQL} AS type, f.msg_id,
        coalesce(f.payload_type, f.event_type) AS name, f.event_id, f.size,
-       CASE WHEN f.kind IN ('text', 'close') THEN left(f.text, {PREVIEW}) END AS preview, f.close_code, f.parse_error"""
+       CASE WHEN f.payload IS NOT NULL THEN left(f.payload::VARCHAR, {PREVIEW})
+            WHEN f.kind IN ('text', 'close') THEN left(f.text, {PREVIEW}) END AS preview, f.close_code, f.parse_error"""
 FRAME_FIELDS = ("conn_id", "seq", "ts_us", "sender", "kind", "type", "msg_id", "name", "event_id", "size",
                 "preview", "close_code", "parse_error")
 
@@ -117,9 +118,15 @@ async def connection(reader: Reader, conn_id: int) -> dict[str, Any]:
 
 async def timeline(reader: Reader, session: int, limit: int = 50) -> list[dict[str, Any]]:
     """The session's newest frames, newest first."""
-    result = await reader.query(f"SELECT {FRAME_COLUMNS}, {USER_NAME_SQL} AS user_name FROM frames f "
-                                "JOIN connections c USING (conn_id) WHERE c.session_id = ? "
-                                "ORDER BY f.ts DESC, f.conn_id DESC, f.seq DESC LIMIT ?", [session, min(limit, PAGE_MAX)])
+    # The newest frames of the session are among the newest ``limit`` of each connection (seq
+    # follows time within one): asking so reads a few rows per connection, not the whole table.
+    limit = min(limit, PAGE_MAX)
+    result = await reader.query(f"""
+        WITH last AS (SELECT conn_id, max(seq) AS top FROM frames
+                      WHERE conn_id IN (SELECT conn_id FROM connections WHERE session_id = ?) GROUP BY conn_id)
+        SELECT {FRAME_COLUMNS}, {USER_NAME_SQL} AS user_name
+        FROM frames f JOIN last l ON f.conn_id = l.conn_id AND f.seq > l.top - ? JOIN connections c ON c.conn_id = f.conn_id
+        ORDER BY f.ts DESC, f.conn_id DESC, f.seq DESC LIMIT ?""", [session, limit, limit])
     return await annotate(reader, [dict(zip((*FRAME_FIELDS, "user_name"), row)) for row in result.rows])
 
 
