@@ -43,7 +43,7 @@ def build(path: Path, frames: int = 1_000_000, connections: int = 10) -> None:
         checker.open(conn_id, t)
         seq = 0
 
-        def add(sender: str, body: dict) -> None:
+        def add(sender: str, body: dict, conn_id: int = conn_id) -> None:
             nonlocal seq, t
             seq += 1
             t += STEP_US

@@ -50,7 +50,7 @@ def test_the_replay_docs_show_the_example_test_exactly() -> None:
     assert "```python\n" + example + "```" in (DOCS / "replay.md").read_text()
 
 
-@pytest.mark.parametrize("command", ["replay", "export", "rerun", "diff"])
+@pytest.mark.parametrize("command", ["replay", "export", "rerun", "diff", "ui"])
 def test_new_commands_have_help_with_examples(command: str) -> None:
     result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "Examples" in result.output and f"wsproxy {command}" in result.output

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from conftest import recorded
 from rich.console import Console
 
-from conftest import recorded
 from wsproxy.chat.client import ChatClient
 from wsproxy.chat.faults import Faults
 from wsproxy.cli.demo import run_demo

@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import recorded
 from test_browser import browser  # noqa: F401 - the Chromium fixture
+
 from wsproxy.chat.client import ChatClient
 from wsproxy.ui.reader import RecorderReader
 from wsproxy.ui.server import UiServer
@@ -176,10 +175,10 @@ async def test_search_and_the_sql_filter_narrow_the_list(view, page) -> None:
                                    "AND msg_type = 'response'")[0][0]
     await until_matched(page, expected)
     assert "where=" in page.url  # the filter is in the link
+    await shot(page, "filtered")
     await page.fill("input[name=where]", "1=1); DROP TABLE frame_store; SELECT (1")
     await page.click("#filters button[type=submit]")
     await page.locator("#error", has_text="read-only").wait_for()
-    await shot(page, "filtered")
 
 
 async def test_markup_in_a_payload_stays_text(view, page) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,24 +25,24 @@ def record(
     listen: Annotated[str, typer.Option(help="HOST:PORT for clients to connect to (loopback unless you say otherwise).")] = "127.0.0.1:8080",
     upstream: Annotated[str, typer.Option(help="The real server: ws:// or wss:// URL; a path prefix is kept.")] = "ws://127.0.0.1:8765",
     db: Annotated[Path, typer.Option(help="DuckDB file to record into (a new session is appended).")] = Path("wsproxy.duckdb"),
-    label: Annotated[Optional[str], typer.Option(help="A name for this session.")] = None,
+    label: Annotated[str | None, typer.Option(help="A name for this session.")] = None,
     no_redact: options.NoRedactOption = False,
     max_message_size: Annotated[int, typer.Option(help="Largest message in bytes, both legs; bigger ones close with 1009.")] = 16 * 1024 * 1024,
     insecure: options.InsecureOption = False,
     ca: options.CaOption = None,
-    tls_cert: Annotated[Optional[str], typer.Option(help="Serve wss:// to clients with this certificate (PEM).")] = None,
-    tls_key: Annotated[Optional[str], typer.Option(help="The key of --tls-cert (PEM).")] = None,
+    tls_cert: Annotated[str | None, typer.Option(help="Serve wss:// to clients with this certificate (PEM).")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="The key of --tls-cert (PEM).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status; only errors and the final summary.")] = False,
     log_format: Annotated[str, typer.Option(help="text or json (one JSON object per line on stderr).")] = "text",
     profile: ProfileOption = None,
     fail_on: FailOnOption = "none",
     no_check: Annotated[bool, typer.Option("--no-check", help="Record only; do not run the protocol checker.")] = False,
-    inject: Annotated[Optional[list[str]], typer.Option(
+    inject: Annotated[list[str] | None, typer.Option(
         help="Misbehave on purpose, by message: an action and selectors, e.g. 'drop response type=new once', "
              "'delay=400ms event type=typing', 'close=4001 to-client after=3' (repeatable; docs/inject.md).")] = None,
-    inject_file: Annotated[Optional[Path], typer.Option(help="The same rules as data: [[inject]] tables in TOML.")] = None,
+    inject_file: Annotated[Path | None, typer.Option(help="The same rules as data: [[inject]] tables in TOML.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for rate= rules, to repeat a run.")] = 0,
-    ui: Annotated[Optional[str], typer.Option(
+    ui: Annotated[str | None, typer.Option(
         "--ui", help="Also serve the live web view of this recording on HOST:PORT (e.g. 127.0.0.1:8090); "
                      "its URL, with the access token, is printed (docs/ui.md).")] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="With --ui: open the page in the default browser.")] = False,

@@ -80,9 +80,10 @@ function idText(row) {
 }
 function severityMark(severity) { return severity === "error" ? "⚠" : severity === "warning" ? "△" : "ℹ"; }
 
-// The live socket: calls onVersion(version) now and whenever the recording grows; reconnects.
-function listen(onVersion, onState) {
-  let last = null;
+// The live socket: calls onVersion(version) whenever the recording grows (and when it first
+// answers, unless that is ``known``, the version the page was drawn from); reconnects.
+function listen(onVersion, onState, known) {
+  let last = known ? JSON.stringify(known) : null;
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(`${scheme}//${location.host}/api/live?token=${encodeURIComponent(TOKEN)}`);

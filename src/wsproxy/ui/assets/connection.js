@@ -274,10 +274,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   for (const name of ["direction", "type", "name", "finding"]) form.elements[name].addEventListener("change", () => { readFilters(); reload(false); });
   document.getElementById("reset").addEventListener("click", () => { form.reset(); readFilters(); reload(false); });
   document.getElementById("toggle-diagram").addEventListener("click", toggleDiagram);
-  try { await header(); } catch (error) { showError(error.message); }
-  await loadPage(0);
+  await Promise.all([header().catch((error) => showError(error.message)), loadPage(0)]);
   const wanted = Number(params.get("seq"));
   if (wanted) await jump(wanted);
-  let first = true;
-  listen(() => { if (first) { first = false; return; } refreshShown(); }, liveState);
+  listen(refreshShown, liveState);  // its first answer too: the recording may have grown since the load
 });

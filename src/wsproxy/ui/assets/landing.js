@@ -88,6 +88,7 @@ async function refresh() {
     renderTimeline(newest);
     if (!drawn) drawDiagram();
     showError(null);
+    return summary.version;
   } catch (error) {
     showError(`could not read the recording: ${error.message}`);
   }
@@ -95,9 +96,9 @@ async function refresh() {
 
 let pending = null, busy = false;
 function scheduleRefresh() {  // at most one refresh at a time; a change meanwhile asks for one more
-  if (busy) { pending = true; return; }
+  if (busy) { pending = true; return Promise.resolve(); }
   busy = true;
-  refresh().finally(() => { busy = false; if (pending) { pending = false; scheduleRefresh(); } });
+  return refresh().finally(() => { busy = false; if (pending) { pending = false; scheduleRefresh(); } });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -115,5 +116,5 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
   document.getElementById("draw").addEventListener("click", drawDiagram);
-  listen(scheduleRefresh, liveState);
+  scheduleRefresh().then((version) => listen(scheduleRefresh, liveState, version));
 });
