@@ -310,3 +310,33 @@ def test_cli_errors_are_one_line(tmp_path) -> None:
     assert not_there.returncode == 2 and "session 42 is not in this recording" in not_there.stderr
     bad = wsproxy("ui", str(FIXTURES / "schema-v4-demo.duckdb"), "--listen", "here")
     assert bad.returncode == 2 and "--listen" in bad.stderr
+
+
+async def test_record_ui_prints_the_url_and_serves_the_live_recording(chat_server, tmp_path) -> None:
+    from test_record_process import free_port, start_recorder
+    port = free_port()
+    recorder = await start_recorder(chat_server.url, tmp_path / "rec.duckdb", port, "--ui", "127.0.0.1:0")
+    try:
+        event = json.loads(await asyncio.wait_for(recorder.stderr.readline(), 20))
+        assert event["event"] == "ui" and "/?token=" in event["url"]
+        alice = await ChatClient.connect(f"ws://127.0.0.1:{port}", "alice")
+        await alice.subscribe()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(event["url"].replace("/?", "/api/summary?")) as response:
+                assert response.status == 200
+            for _ in range(50):
+                async with http.get(event["url"].replace("/?", "/api/summary?")) as response:
+                    connections = (await response.json())["connections"]
+                if connections and connections[0]["received"] == 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert connections[0]["user_name"] == "alice" and connections[0]["received"] == 1
+            async with http.get(event["url"].split("/?")[0] + "/api/summary") as response:
+                assert response.status == 403
+        await alice.close()
+        recorder.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(recorder.wait(), 20) == 0
+    finally:
+        if recorder.returncode is None:
+            recorder.kill()
+            await recorder.wait()

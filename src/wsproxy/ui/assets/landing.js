@@ -67,7 +67,8 @@ function drawDiagram() {
     .map((tr) => Number(tr.dataset.conn)).filter((id) => !unticked.has(id));
   const limit = document.getElementById("diagram-limit").value || 200;
   const img = h("img", {class: "sequence", alt: "sequence diagram",
-                        src: `/api/diagram.svg${linkQuery({conns: picked.join(","), limit})}`});
+                        // all ticked: ask for the session's (a list of thousands would not fit a URL)
+                        src: `/api/diagram.svg${linkQuery({conns: unticked.size ? picked.join(",") : "", limit})}`});
   clear(document.getElementById("diagram"), img);
   drawn = true;
 }
