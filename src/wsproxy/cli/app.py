@@ -67,9 +67,13 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def address_in_use(exc: OSError) -> bool:
+    return exc.errno in (98, 48)  # EADDRINUSE on Linux / macOS
+
+
 def os_error(exc: OSError) -> str:
     text = exc.strerror or str(exc)
-    if exc.errno in (98, 48):  # EADDRINUSE on Linux / macOS
+    if address_in_use(exc):
         return f"address already in use ({text}): choose another --port, or stop what listens there"
     return f"{text}" + (f": {exc.filename}" if exc.filename else "")
 

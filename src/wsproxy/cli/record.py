@@ -70,7 +70,7 @@ def record(
     """
     from wsproxy.cli.status import Rates, log_json, show_findings, status_line, summary
     from wsproxy.core.profile import fails
-    from wsproxy.record.session import RecordOptions, RecordSession
+    from wsproxy.record.session import LOOPBACK, RecordOptions, RecordSession
 
     choice("--log-format", log_format, REPORT_FORMATS)
     choice("--loop", loop, LOOPS)
@@ -79,7 +79,7 @@ def record(
     rules = inject_rules(inject, inject_file)
     session = RecordSession(RecordOptions(listen, upstream, db, label, not no_redact, max_message_size, insecure, ca,
                                           tls_cert, tls_key, options.profile(profile), not no_check, rules, seed))
-    if session.host not in ("127.0.0.1", "localhost", "::1"):
+    if session.host not in LOOPBACK:
         err.print(f"[yellow]Warning:[/] listening on {session.host}: other machines can connect to this proxy")
 
     async def go(stop: asyncio.Event) -> dict:
@@ -91,10 +91,9 @@ def record(
             err.print(f"recording [bold]{session.url}[/] → {session.upstream} into {db} (Ctrl-C stops)")
         if rules:  # loud, even with --quiet: nobody should forget it is on
             announce_injection(rules, seed, log_format)
-        web_view = None
         if not quiet:
             show_findings(session, err, log_format)
-        live = None
+        live = web_view = None
         if not quiet and log_format == "text" and err.is_terminal:
             from rich.live import Live
             rates = Rates(session)

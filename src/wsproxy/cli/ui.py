@@ -3,31 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import webbrowser
 from typing import Annotated, Any
 
 import typer
 
-from wsproxy.cli.app import command, err, out, run_until_signal
+from wsproxy.cli.app import address_in_use, command, err, out, run_until_signal
 from wsproxy.cli.options import LiveRecording, SessionOption
 
 PANEL = "Inspect a recording"
 DEFAULT_LISTEN = "127.0.0.1:8090"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 OpenOption = Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")]
 
 
 async def start_ui(reader: Any, listen: str, session: int | None, fallback: bool) -> Any:
     """The web view on ``listen``; with ``fallback`` (the default address), any free port if that one is taken."""
-    from wsproxy.record.session import parse_listen
+    from wsproxy.record.session import LOOPBACK, parse_listen
     from wsproxy.ui.server import UiServer
     host, port = parse_listen(listen)
     server = UiServer(reader, session)
     try:
         await server.start(host, port)
     except OSError as exc:
-        if not fallback or exc.errno not in (98, 48):
+        if not fallback or not address_in_use(exc):
             raise
         await server.start(host, 0)
     if host not in LOOPBACK:
@@ -60,10 +58,7 @@ def ui(
     """
     from wsproxy.ui.reader import FileReader
 
-    if not recording.exists():
-        from wsproxy.store.files import StoreError
-        raise StoreError(f"{recording} does not exist: give the --db file `wsproxy record` wrote")
-    reader = FileReader(recording)
+    reader = FileReader(recording)  # a missing or unreadable file: open_recording's one-line error
 
     async def go(stop: asyncio.Event) -> None:
         from wsproxy.ui import views
@@ -74,6 +69,7 @@ def ui(
             err.print(f"serving {recording}{live} — open the URL below; Ctrl-C stops", highlight=False)
             out.print(server.url, highlight=False, soft_wrap=True)
             if open_browser:
+                import webbrowser
                 webbrowser.open(server.url)
             await stop.wait()
         finally:

@@ -31,6 +31,9 @@ class ConfigError(UserError, ValueError):
     """A bad --listen, --upstream or TLS option; the message says what to fix."""
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # hosts only this machine reaches
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     host, sep, port_text = text.rpartition(":")
     if not sep:
