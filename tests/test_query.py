@@ -12,7 +12,7 @@ import pytest
 
 from conftest import eventually
 from wsproxy.chat.client import overview_flow
-from wsproxy.store.query import sidecar_path
+from wsproxy.store.files import sidecar_path
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "schema-v1-demo.duckdb"
 

@@ -536,7 +536,7 @@ async def test_a_second_recorder_on_the_same_file_gets_a_clear_error(chat_server
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
     lines = err.decode().strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and "being written by another process" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "is open in another `wsproxy record`" in lines[0]
 
 
 def test_a_foreign_duckdb_file_is_refused(tmp_path) -> None:

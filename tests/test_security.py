@@ -17,7 +17,7 @@ import pytest
 
 from conftest import eventually
 from test_query import wsproxy
-from wsproxy.store.query import sidecar_path
+from wsproxy.store.files import sidecar_path
 
 SECRET = "s3cr3t-t0ken-value"
 

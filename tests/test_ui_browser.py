@@ -50,7 +50,7 @@ def recorded_live(view: LiveView, sql: str) -> list[tuple]:
 @pytest.fixture
 async def view(chat_server, proxy):
     session = await proxy(chat_server.url)
-    reader = RecorderReader(session.recorder.database)
+    reader = RecorderReader(session.sql)
     server = UiServer(reader, session.recorder.session_id)
     await server.start()
     alice = await ChatClient.connect(session.url, "alice")

@@ -9,12 +9,13 @@ loudly, naming the attribute, if an aiohttp upgrade removes one. pyproject caps 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import ClientWebSocketResponse, WSMessage, WSMsgType, web
 from aiohttp.http_websocket import WebSocketError  # aiohttp's frame parser raises it for invalid frames
 
-__all__ = ["DEFAULT_MAX_MESSAGE", "WebSocketError", "aiohttp_limit", "coalesce_writes", "drop",
+__all__ = ["DEFAULT_MAX_MESSAGE", "WebSocketError", "aiohttp_limit", "bound_pending", "coalesce_writes", "drop",
            "errors_as_messages", "upstream_headers"]
 
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
@@ -51,6 +52,26 @@ def drop(ws: Any) -> None:
     else:
         ws._closed = True  # noqa: SLF001
         ws._response.close()  # noqa: SLF001
+
+
+def bound_pending(server: web.Server, limit: int, upgraded: Callable[[], int], full: Callable[[int], object],
+                  fine: Callable[[], object]) -> None:
+    """Close a new connection at once while more than ``limit`` of the server's connections are not
+    ``upgraded()`` yet (still in their handshake): aiohttp has no limit of its own, and idle sockets
+    would otherwise take every file descriptor. ``full(pending)`` is told of each one closed,
+    ``fine()`` when fewer than half the limit are pending again. aiohttp's ``Server.connection_made``
+    is the one place every accepted connection passes before its first byte is read."""
+    made = server.connection_made
+
+    def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+        made(handler, transport)
+        pending = len(server.connections) - upgraded()
+        if pending > limit:
+            full(pending)
+            transport.close()
+        elif pending < limit // 2:
+            fine()
+    server.connection_made = connection_made  # type: ignore[method-assign]
 
 
 class _ErrorsAsMessages:

@@ -11,7 +11,7 @@ import typer
 from wsproxy.cli import options
 from wsproxy.cli.app import command, err, out
 from wsproxy.cli.options import (REPORT_FORMATS, TABLE_FORMATS, FailOnOption, LiveRecording, ProfileOption, Recording,
-                                 ReportFormat, SessionOption, TableFormat, choice)
+                                 ReportFormat, SessionOption, SqlTimeoutOption, TableFormat, choice, positive)
 from wsproxy.core.errors import EXIT_FOUND, EXIT_OK, UserError
 
 PANEL = "Inspect a recording"
@@ -66,11 +66,13 @@ def query(
     sql: Annotated[str, typer.Argument(help="Read-only SQL: tables sessions, connections, frames, violations; "
                                             "views messages, exchanges, events (docs/sql.md).")],
     format: TableFormat = "table",
+    sql_timeout: SqlTimeoutOption = 10.0,
 ) -> None:
     """Run read-only SQL on a recording.
 
-    Works while `wsproxy record` is writing the file: the recorder answers the query. Writes
-    (INSERT, UPDATE, COPY, ...) are refused.
+    Works while `wsproxy record` is writing the file: the recorder answers the query. Only queries
+    run (SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE); anything that would write, change
+    settings or read other files is refused, and a query stops after --sql-timeout seconds.
 
     Examples:
 
@@ -84,7 +86,7 @@ def query(
     from wsproxy.cli.render import print_result
 
     fmt = choice("--format", format, TABLE_FORMATS)
-    result = run_query(recording, sql)
+    result = run_query(recording, sql, timeout=positive("--sql-timeout", sql_timeout))
     print_result(result, fmt, out, sys.stdout)
 
 

@@ -29,6 +29,9 @@ CaOption = Annotated[Optional[str], typer.Option("--ca", help="Trust this CA fil
 FAIL_ON_HELP = "Exit 1 if findings of this severity (or worse) were seen: error, warning or none."
 FailOnOption = Annotated[str, typer.Option("--fail-on", help=FAIL_ON_HELP)]
 
+SqlTimeoutOption = Annotated[float, typer.Option(
+    "--sql-timeout", metavar="SECONDS", help="Stop a SQL statement that runs longer than this (default 10).")]
+
 TABLE_FORMATS = ("table", "csv", "json", "markdown")
 TableFormat = Annotated[str, typer.Option("--format", help="table (default), csv, json or markdown.")]
 REPORT_FORMATS = ("text", "json")
@@ -51,3 +54,10 @@ def profile(path: Path | None) -> Any:
     """The profile of ``--profile`` (the built-in chat profile without one); ProfileError is a UserError."""
     from wsproxy.core.profile import CHAT_PROFILE, load_profile
     return CHAT_PROFILE if path is None else load_profile(path)
+
+
+def positive(option: str, value: float) -> float:
+    """``value`` if it is more than 0; else the one-line error every command gives."""
+    if not value > 0:
+        raise UserError(f"{option} must be more than 0, not {value:g}")
+    return value

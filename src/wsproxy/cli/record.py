@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
 from wsproxy.cli import options
 from wsproxy.cli.app import LOOPS, command, err, out, run_async, run_until_signal
@@ -27,7 +29,8 @@ def record(
     db: Annotated[Path, typer.Option(help="DuckDB file to record into (a new session is appended).")] = Path("wsproxy.duckdb"),
     label: Annotated[str | None, typer.Option(help="A name for this session.")] = None,
     no_redact: options.NoRedactOption = False,
-    max_message_size: Annotated[int, typer.Option(help="Largest message in bytes, both legs; bigger ones close with 1009.")] = 16 * 1024 * 1024,
+    max_message_size: Annotated[int, typer.Option(help="Largest message in bytes, both legs; bigger ones close with 1009 "
+                                                      "(0: no limit).")] = 16 * 1024 * 1024,
     insecure: options.InsecureOption = False,
     ca: options.CaOption = None,
     tls_cert: Annotated[str | None, typer.Option(help="Serve wss:// to clients with this certificate (PEM).")] = None,
@@ -46,6 +49,12 @@ def record(
         "--ui", help="Also serve the live web view of this recording on HOST:PORT (e.g. 127.0.0.1:8090); "
                      "its URL, with the access token, is printed (docs/ui.md).")] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="With --ui: open the page in the default browser.")] = False,
+    sql_timeout: options.SqlTimeoutOption = 10.0,
+    connect_timeout: Annotated[float, typer.Option(
+        metavar="SECONDS", help="Give up on an upstream that has not completed its handshake in this time "
+                                "(the client gets 504).")] = 10.0,
+    handshake_timeout: Annotated[float, typer.Option(
+        metavar="SECONDS", help="Close a client connection that has not sent its handshake in this time.")] = 10.0,
     loop: Annotated[str, typer.Option(help="Event loop: asyncio (the standard one), uvloop (when installed) or "
                                            "auto (uvloop when installed); docs/performance.md compares them.")] = "asyncio",
 ) -> None:
@@ -71,14 +80,24 @@ def record(
     from wsproxy.cli.status import Rates, log_json, show_findings, status_line, summary
     from wsproxy.core.profile import fails
     from wsproxy.record.session import LOOPBACK, RecordOptions, RecordSession
+    from wsproxy.store.files import RecordingError
 
     choice("--log-format", log_format, REPORT_FORMATS)
     choice("--loop", loop, LOOPS)
     options.fail_on(fail_on)
+    for name, seconds in (("--sql-timeout", sql_timeout), ("--connect-timeout", connect_timeout),
+                          ("--handshake-timeout", handshake_timeout)):
+        options.positive(name, seconds)
+    if max_message_size < 0:
+        raise UserError(f"--max-message-size must be 0 (no limit) or a number of bytes, not {max_message_size}")
     allow_many_connections()
     rules = inject_rules(inject, inject_file)
-    session = RecordSession(RecordOptions(listen, upstream, db, label, not no_redact, max_message_size, insecure, ca,
-                                          tls_cert, tls_key, options.profile(profile), not no_check, rules, seed))
+    session = RecordSession(RecordOptions(
+        listen=listen, upstream=upstream, db=db, label=label, redact=not no_redact, max_message_size=max_message_size,
+        insecure=insecure, ca_file=ca, tls_cert=tls_cert, tls_key=tls_key, profile=options.profile(profile),
+        check=not no_check, inject=rules, seed=seed, sql_timeout=sql_timeout, connect_timeout=connect_timeout,
+        handshake_timeout=handshake_timeout))
+    say_at_once(session, log_format)
     if session.host not in LOOPBACK:
         err.print(f"[yellow]Warning:[/] listening on {session.host}: other machines can connect to this proxy")
 
@@ -118,9 +137,18 @@ def record(
             await session.stop()
         return summary(session)
 
-    result = run_until_signal(go, loop)
+    failure: UserError | None = None
+    try:
+        result = run_until_signal(go, loop)
+    except RecordingError as exc:
+        if session.recorder.error is None:
+            raise  # it could not start
+        failure, result = exc, summary(session)  # it failed while running: the summary of what was relayed too
     if log_format == "json":
         log_json("summary", **result)
+        if failure is not None:
+            log_json("error", message=str(failure))
+            raise typer.Exit(failure.code)
     else:
         err.print(f"recorded {result['connections']} connection(s), "
                   f"{result['frames_client'] + result['frames_server']:,} messages "
@@ -136,6 +164,8 @@ def record(
         if rules:
             err.print(f"[bold magenta]{result['injected']:,} injected action(s)[/] "
                       f"(SELECT * FROM injections WHERE session_id = {result['session_id']})", highlight=False)
+        if failure is not None:
+            raise failure
     if fails(result.get("findings") or {}, fail_on):
         raise typer.Exit(EXIT_FOUND)
 
@@ -168,8 +198,8 @@ async def start_web_view(session: RecordSession, listen: str, open_browser: bool
     """``--ui``: the web view, reading the recorder's own connection; its URL on one line."""
     from wsproxy.cli.ui import start_ui
     from wsproxy.ui.reader import RecorderReader
-    assert session.recorder.database is not None
-    reader = RecorderReader(session.recorder.database)
+    assert session.sql is not None
+    reader = RecorderReader(session.sql)
     try:
         server = await start_ui(reader, listen, session.recorder.session_id, fallback=False)
     except BaseException:
@@ -184,6 +214,47 @@ async def start_web_view(session: RecordSession, listen: str, open_browser: bool
         import webbrowser
         webbrowser.open(server.url)
     return server
+
+
+def say_at_once(session: RecordSession, log_format: str) -> None:
+    """What the user must know while it happens, in either format and even with --quiet: the recording
+    failed (clients now get 503), or too many connections are stuck in their handshake."""
+    from wsproxy.cli.status import log_json
+
+    def failed(message: str) -> None:
+        if log_format == "json":
+            log_json("recording_failed", message=message)
+        else:
+            err.print(Text.assemble(("Error:", "bold red"), f" {message}: new clients get 503; stop with Ctrl-C"),
+                      highlight=False, soft_wrap=True)
+
+    def notice(message: str) -> None:
+        if log_format == "json":
+            log_json("warning", message=message)
+        else:
+            err.print(Text.assemble(("Warning:", "yellow"), f" {message}"), highlight=False, soft_wrap=True)
+    session.on_failed.append(failed)
+    session.relay.on_notice = notice
+    quiet_accept_errors(notice)
+
+
+def quiet_accept_errors(notice: Callable[[str], None]) -> None:
+    """asyncio logs a traceback every second while accept() fails for want of file descriptors: say it
+    once instead (it goes on accepting as soon as descriptors are free)."""
+    import logging
+
+    class Once(logging.Filter):
+        said = False
+
+        def filter(self, record: logging.LogRecord) -> bool:
+            if not str(record.msg).startswith("socket.accept() out of system resource"):
+                return True
+            if not self.said:
+                self.said = True
+                notice("the process is out of file descriptors: new connections wait until some close "
+                       "(raise the limit with ulimit -n)")
+            return False
+    logging.getLogger("asyncio").addFilter(Once())
 
 
 def inject_rules(texts: list[str] | None, path: Path | None) -> list:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from wsproxy.cli.app import address_in_use, command, err, out, run_until_signal
-from wsproxy.cli.options import LiveRecording, SessionOption
+from wsproxy.cli.options import LiveRecording, SessionOption, SqlTimeoutOption, positive
 
 PANEL = "Inspect a recording"
 DEFAULT_LISTEN = "127.0.0.1:8090"
@@ -41,6 +41,7 @@ def ui(
                                              "or a free port if that is taken).")] = DEFAULT_LISTEN,
     session_id: SessionOption = None,
     open_browser: OpenOption = False,
+    sql_timeout: SqlTimeoutOption = 10.0,
 ) -> None:
     """Browse a recording in a web page: connections, frames, pairs, findings, charts, live.
 
@@ -58,7 +59,7 @@ def ui(
     """
     from wsproxy.ui.reader import FileReader
 
-    reader = FileReader(recording)  # a missing or unreadable file: open_recording's one-line error
+    reader = FileReader(recording, positive("--sql-timeout", sql_timeout))  # a bad file: open_recording's error
 
     async def go(stop: asyncio.Event) -> None:
         from wsproxy.ui import views
@@ -73,6 +74,7 @@ def ui(
                 webbrowser.open(server.url)
             await stop.wait()
         finally:
+            reader.close()  # first: a running query must not hold the stop
             await server.stop()
     try:
         run_until_signal(go)

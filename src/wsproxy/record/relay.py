@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -25,7 +26,10 @@ from wsproxy.core.rows import ConnectionOpened, frame_row, redact_headers, redac
 from wsproxy.record.injection import relay_injected, send_held, settle
 from wsproxy.record.legs import CLOSE_TIMEOUT, Conn, carry_out
 from wsproxy.record.writer import Recorder
-from wsproxy.ws import DEFAULT_MAX_MESSAGE, aiohttp_limit, coalesce_writes, drop, errors_as_messages, upstream_headers
+from wsproxy.ws import (DEFAULT_MAX_MESSAGE, aiohttp_limit, bound_pending, coalesce_writes, drop, errors_as_messages,
+                        upstream_headers)
+
+ClosedBy = Literal["client", "server", "proxy"]
 
 # Handshake headers that belong to one leg only; everything else is forwarded upstream.
 _HOP_HEADERS = frozenset({
@@ -34,13 +38,20 @@ _HOP_HEADERS = frozenset({
     "keep-alive", "te", "trailer", "proxy-connection"})
 
 
+CONNECT_TIMEOUT = 10.0  # seconds to reach the upstream and complete its handshake (--connect-timeout)
+HANDSHAKE_TIMEOUT = 10.0  # seconds a client has to send its handshake request (--handshake-timeout)
+MAX_PENDING = 1024  # connections still in their handshake; more are closed at once, until some finish
+
+
 @dataclass
 class RelayConfig:
     upstream: URL
     max_message_size: int = DEFAULT_MAX_MESSAGE
     redact: bool = True
     ssl_context: ssl.SSLContext | bool | None = None  # for wss:// upstreams
-    connect_timeout: float = 10.0
+    connect_timeout: float = CONNECT_TIMEOUT
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
+    max_pending: int = MAX_PENDING
 
 
 @dataclass
@@ -53,6 +64,7 @@ class Counters:
     frames: dict[str, int] = field(default_factory=lambda: {"client": 0, "server": 0})
     bytes: dict[str, int] = field(default_factory=lambda: {"client": 0, "server": 0})
     injected: int = 0  # actions --inject rules carried out
+    refused_pending: int = 0  # connections closed at once: too many others were still in their handshake
 
 
 class Observer(Protocol):
@@ -76,8 +88,25 @@ class Relay:
         self.observer = observer
         self.counters = Counters()
         self.stopped_reason: str | None = None
+        self.on_notice: Callable[[str], None] = lambda message: None  # said once per episode, not per event
         self._sockets: set[web.WebSocketResponse] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._saturated = False
+
+    def watch(self, server: web.Server) -> None:
+        """Bound the connections still in their handshake (aiohttp closes idle ones after
+        ``handshake_timeout``, its keep-alive timeout): past ``max_pending`` a new one is closed at once
+        and the user is told, once until the number falls again."""
+        def full(pending: int) -> bool:
+            self.counters.refused_pending += 1
+            if not self._saturated:
+                self._saturated = True
+                self.on_notice(f"{pending} connections have not finished their handshake: new ones are closed "
+                               f"at once until they do (each has {self.config.handshake_timeout:g} s)")
+            return True
+        def fine() -> None:
+            self._saturated = False
+        bound_pending(server, self.config.max_pending, lambda: self.counters.open, full, fine)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -139,27 +168,26 @@ class Relay:
         wants_deflate = "permessage-deflate" in request.headers.get("Sec-WebSocket-Extensions", "").lower()
         assert self._session is not None
         try:
-            upstream = await self._session.ws_connect(
-                url, protocols=offered, headers=forward, autoclose=False, autoping=False,
-                max_msg_size=aiohttp_limit(config.max_message_size), compress=15 if wants_deflate else 0, heartbeat=None,
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
-                proxy=None)
+            async with asyncio.timeout(config.connect_timeout):
+                upstream = await self._session.ws_connect(
+                    url, protocols=offered, headers=forward, autoclose=False, autoping=False,
+                    max_msg_size=aiohttp_limit(config.max_message_size), compress=15 if wants_deflate else 0,
+                    heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+                    proxy=None)
+        except TimeoutError:
+            reason = (f"upstream {url} did not complete the WebSocket handshake within {config.connect_timeout:g} s "
+                      f"(--connect-timeout)")
+            return self._refused(open_row(504, None, None, reason), conn_id, 504, reason)
         except aiohttp.WSServerHandshakeError as exc:
             status = exc.status or 502
             if status == 101:  # upgraded but the handshake was invalid
                 status = 502
             headers = list((exc.headers or {}).items())
-            recorder.connection_opened(open_row(status, None, headers, f"upstream refused the handshake: "
-                                                f"{status} {exc.message}"))
-            recorder.connection_closed(conn_id, None, None, "server", None)
-            self.counters.failed_handshakes += 1
-            return web.Response(status=status, text=f"upstream {url} answered {status} {exc.message}\n")
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            reason = f"cannot reach upstream {url}: {exc or type(exc).__name__}"
-            recorder.connection_opened(open_row(502, None, None, reason))
-            recorder.connection_closed(conn_id, None, None, "proxy", None)
-            self.counters.failed_handshakes += 1
-            return web.Response(status=502, text=reason + "\n")
+            row = open_row(status, None, headers, f"upstream refused the handshake: {status} {exc.message}")
+            return self._refused(row, conn_id, status, f"upstream {url} answered {status} {exc.message}", "server")
+        except (aiohttp.ClientError, OSError) as exc:
+            reason = f"cannot reach upstream {url}: {str(exc) or type(exc).__name__}"
+            return self._refused(open_row(502, None, None, reason), conn_id, 502, reason)
 
         chosen = upstream.protocol
         client = web.WebSocketResponse(protocols=(chosen,) if chosen else (), autoclose=False, autoping=False,
@@ -216,6 +244,14 @@ class Relay:
             if observer is not None:
                 observer.closed(conn_id, closed_us)
         return client
+
+    def _refused(self, row: ConnectionOpened, conn_id: int, status: int, reason: str,
+                 closed_by: ClosedBy = "proxy") -> web.Response:
+        """The upstream could not be had: the client gets ``status`` and why; the recording says the same."""
+        self.recorder.connection_opened(row)
+        self.recorder.connection_closed(conn_id, None, None, closed_by, None)
+        self.counters.failed_handshakes += 1
+        return web.Response(status=status, text=reason + "\n")
 
     async def _pump(self, legs: dict[str, Any], conn: Conn, sender: Side) -> None:
         """Forward every frame from ``sender``'s leg to the other one, in order, and record it."""

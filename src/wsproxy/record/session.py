@@ -21,7 +21,8 @@ from wsproxy.core.protocol import MessageDecoder
 from wsproxy.clock import now_us
 from wsproxy.record.writer import Recorder
 from wsproxy.store.files import RecordingError
-from wsproxy.record.relay import Relay, RelayConfig
+from wsproxy.record.relay import CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, Relay, RelayConfig
+from wsproxy.store.sql import SQL_TIMEOUT, UserSql
 from wsproxy.ws import DEFAULT_MAX_MESSAGE
 
 TICK_SECONDS = 0.25  # how often the live checker looks for requests past their timeout
@@ -79,7 +80,7 @@ def server_ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | No
     return context
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RecordOptions:
     listen: str = "127.0.0.1:8080"
     upstream: str = "ws://127.0.0.1:8765"
@@ -95,6 +96,9 @@ class RecordOptions:
     check: bool = True  # run the protocol checker live (``--no-check`` turns it off)
     inject: list[Rule] = field(default_factory=list)  # --inject rules (docs/inject.md)
     seed: int = 0  # for rate= rules
+    sql_timeout: float = SQL_TIMEOUT  # seconds a query of the live recording may run (--sql-timeout)
+    connect_timeout: float = CONNECT_TIMEOUT  # seconds to reach the upstream and finish its handshake
+    handshake_timeout: float = HANDSHAKE_TIMEOUT  # seconds a client has to send its handshake
 
 
 class RecordSession:
@@ -109,13 +113,16 @@ class RecordSession:
         self.recorder = Recorder(Path(options.db))
         self.live_check = LiveCheck(Checker(options.profile), self.recorder) if options.check else None
         self.injector = Injector(options.inject, options.seed) if options.inject else None
-        self.relay = Relay(RelayConfig(self.upstream, options.max_message_size, options.redact, self._client_tls),
+        self.relay = Relay(RelayConfig(self.upstream, options.max_message_size, options.redact, self._client_tls,
+                                       options.connect_timeout, options.handshake_timeout),
                            self.recorder, MessageDecoder(options.profile), self.live_check, self.injector)
-        self.recorder.on_failed = self.relay.stop_relaying
+        self.recorder.on_failed = self._recording_failed
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task | None = None
+        self.sql: UserSql | None = None  # where queries of the live recording run (live endpoint, --ui)
         self.live_query: Any = None  # the loopback endpoint serving SQL while the file is locked
         self.on_stopped: list[Callable[[], None]] = []  # called once everything is closed and written
+        self.on_failed: list[Callable[[str], None]] = []  # called at once when the recording fails
         self._stopped = False
         self.url = ""
 
@@ -124,8 +131,9 @@ class RecordSession:
                             upstream=str(self.upstream), redacted=self.options.redact)
         try:
             self._runner = web.AppRunner(self.relay.app(), handle_signals=False, access_log=None,
-                                         shutdown_timeout=2.0)
+                                         shutdown_timeout=2.0, keepalive_timeout=self.options.handshake_timeout)
             await self._runner.setup()
+            self.relay.watch(self._runner.server)
             site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._server_tls)
             await site.start()
         except BaseException:
@@ -136,13 +144,19 @@ class RecordSession:
         self.port = self._runner.addresses[0][1]
         from wsproxy.record.live_query import LiveQueryServer
         assert self.recorder.database is not None
-        self.live_query = LiveQueryServer(Path(self.options.db), self.recorder.database)
+        self.sql = UserSql(self.recorder.database, timeout=self.options.sql_timeout)
+        self.live_query = LiveQueryServer(Path(self.options.db), self.sql)
         await self.live_query.start()
         if self.live_check is not None:
             self._ticker = asyncio.create_task(self._tick(self.live_check), name="checker-clock")
         scheme = "wss" if self._server_tls else "ws"
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"{scheme}://{host}:{self.port}"
+
+    def _recording_failed(self, message: str) -> None:
+        self.relay.stop_relaying(message)
+        for callback in self.on_failed:
+            callback(message)
 
     @staticmethod
     async def _tick(live_check: LiveCheck) -> None:
@@ -157,6 +171,8 @@ class RecordSession:
         if self._stopped:
             return
         self._stopped = True
+        if self.sql is not None:
+            self.sql.interrupt_all()  # a running query must not hold the stop (nor the last checkpoint)
         if self._ticker is not None:
             self._ticker.cancel()
         if self.live_query is not None:
@@ -166,6 +182,8 @@ class RecordSession:
             self._runner = None
         if self.live_check is not None:
             self.live_check.finish(now_us())  # connections are all closed by now; this is a safety net
+        if self.sql is not None:
+            await asyncio.to_thread(self.sql.close)
         self.recorder.stop()
         for callback in self.on_stopped:
             callback()

@@ -34,6 +34,23 @@ class RecordingError(StoreError):
     """A recording file that cannot be opened or written; the message says why and what to do."""
 
 
+class RecordingLocked(RecordingError):
+    """Another process holds the recording: a recorder writing it (ask it: ``store.query``), or a
+    reader while we want to write."""
+
+
+def sidecar_path(db: Path) -> Path:
+    """Where a recorder says how to reach its live SQL endpoint (``record.live_query``)."""
+    return db.with_name(db.name + ".wsproxy-live")
+
+
+def _holder(exc: duckdb.Error) -> str:
+    """Which process holds a file, as DuckDB's lock error names it ("... (PID 123)")."""
+    text = str(exc)
+    start = text.find("(PID ")
+    return f" (PID {text[start + 5:text.find(')', start)]})" if start >= 0 else ""
+
+
 def open_recording(path: Path) -> duckdb.DuckDBPyConnection:
     """Open a recording read-only (it may be being written: DuckDB then refuses, and we say so)."""
     if not path.exists():
@@ -43,8 +60,8 @@ def open_recording(path: Path) -> duckdb.DuckDBPyConnection:
     except duckdb.Error as exc:
         text = first_line(exc)
         if "lock" in text.lower():
-            raise StoreError(f"{path} is being written by `wsproxy record`: stop it first, or query a copy "
-                             f"of the file") from None
+            raise RecordingLocked(f"{path} is being written by another process{_holder(exc)}: stop it first, "
+                                  f"or query a copy of the file") from None
         raise StoreError(f"{path} is not a DuckDB recording: {text}") from None
     try:
         tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
@@ -80,8 +97,10 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
     except duckdb.IOException as exc:
         text = first_line(exc)
         if "lock" in str(exc).lower():
-            raise RecordingError(f"{path} is being written by another process (another `wsproxy record`?): "
-                                 f"record into another file with --db, or stop that process") from None
+            who = ("another `wsproxy record`" if sidecar_path(path).exists()
+                   else "another process (`wsproxy ui`, `wsproxy query` or a DuckDB client)")
+            raise RecordingLocked(f"{path} is open in {who}{_holder(exc)}: record into another file with "
+                                  f"--db, or stop that process") from None
         raise RecordingError(f"cannot open {path}: {text}") from None
     except duckdb.Error as exc:
         raise RecordingError(f"{path} is not a DuckDB file wsproxy can use: {first_line(exc)}") from None

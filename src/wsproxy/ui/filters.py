@@ -2,7 +2,8 @@
 query-string values in, a WHERE clause and its parameters out; a bad value is a ``FilterError``.
 
 A user's own WHERE goes in as written, on lines of its own (a ``--`` comment in it ends with its
-line) and in parentheses; the whole statement then passes the read-only guard of ``wsproxy query``.
+line) and in parentheses, once DuckDB's parser has found it to be one expression and nothing more
+(``store.sql_guard.check_where``); the whole statement then runs as every user query does.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wsproxy.core.errors import UserError
+from wsproxy.store.sql_guard import check_where
 
 # What the view calls a frame's type: its envelope type, or what it is when it has none.
 TYPE_SQL = "coalesce(f.msg_type, CASE f.kind WHEN 'text' THEN 'invalid' ELSE f.kind END)"
@@ -43,8 +45,10 @@ class FrameFilter:
             raise FilterError(f"direction {found.direction!r}: use client or server")
         if found.type is not None and found.type not in TYPES:
             raise FilterError(f"type {found.type!r}: use one of {', '.join(TYPES)}")
-        if found.where is not None and len(found.where) > MAX_WHERE:
-            raise FilterError(f"the WHERE is longer than {MAX_WHERE} characters")
+        if found.where is not None:
+            if len(found.where) > MAX_WHERE:
+                raise FilterError(f"the WHERE is longer than {MAX_WHERE} characters")
+            check_where(found.where)
         return found
 
     def sql(self) -> tuple[str, list[Any]]:

@@ -85,7 +85,9 @@ class UiServer:
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        # handler_cancellation: a browser that gives up on a request cancels its handler, which interrupts its SQL
+        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=1.0,
+                                     handler_cancellation=True)
         await self._runner.setup()
         try:
             await web.TCPSite(self._runner, host, port).start()
@@ -213,10 +215,9 @@ def _int(request: web.Request, key: str, default: int) -> int:
     text = request.query.get(key, "")
     if not text:
         return default
-    try:
-        return int(text)
-    except ValueError:
-        raise FilterError(f"{key}={text!r} is not a whole number") from None
+    if not (text.isascii() and text.lstrip("-").isdigit()):  # int() also takes "²", "1_0" and " 1 "
+        raise FilterError(f"{key}={text!r} is not a whole number")
+    return int(text)
 
 
 def _conn(request: web.Request) -> int:
@@ -225,4 +226,4 @@ def _conn(request: web.Request) -> int:
 
 def _session(request: web.Request, default: int | None) -> int | None:
     text = request.query.get("session", "")
-    return int(text) if text.isdigit() else default
+    return _int(request, "session", 0) if text else default
