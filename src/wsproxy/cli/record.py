@@ -247,7 +247,10 @@ def quiet_accept_errors(notice: Callable[[str], None]) -> None:
         said = False
 
         def filter(self, record: logging.LogRecord) -> bool:
-            if not str(record.msg).startswith("socket.accept() out of system resource"):
+            text = str(record.msg)
+            if self.said and "._start_serving(" in text.partition("\n")[0]:
+                return False  # asyncio's retry of accept() after the server closed meanwhile: harmless
+            if not text.startswith("socket.accept() out of system resource"):
                 return True
             if not self.said:
                 self.said = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from wsproxy.core.protocol import MessageDecoder
 from wsproxy.clock import now_us
 from wsproxy.record.writer import Recorder
 from wsproxy.store.files import RecordingError
-from wsproxy.record.relay import CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, Relay, RelayConfig
+from wsproxy.record.relay import CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_PENDING, Relay, RelayConfig
 from wsproxy.store.sql import SQL_TIMEOUT, UserSql
 from wsproxy.ws import DEFAULT_MAX_MESSAGE
 
@@ -99,6 +100,7 @@ class RecordOptions:
     sql_timeout: float = SQL_TIMEOUT  # seconds a query of the live recording may run (--sql-timeout)
     connect_timeout: float = CONNECT_TIMEOUT  # seconds to reach the upstream and finish its handshake
     handshake_timeout: float = HANDSHAKE_TIMEOUT  # seconds a client has to send its handshake
+    max_pending: int = MAX_PENDING  # connections still in their handshake before new ones are closed at once
 
 
 class RecordSession:
@@ -114,7 +116,7 @@ class RecordSession:
         self.live_check = LiveCheck(Checker(options.profile), self.recorder) if options.check else None
         self.injector = Injector(options.inject, options.seed) if options.inject else None
         self.relay = Relay(RelayConfig(self.upstream, options.max_message_size, options.redact, self._client_tls,
-                                       options.connect_timeout, options.handshake_timeout),
+                                       options.connect_timeout, options.handshake_timeout, options.max_pending),
                            self.recorder, MessageDecoder(options.profile), self.live_check, self.injector)
         self.recorder.on_failed = self._recording_failed
         self._runner: web.AppRunner | None = None
@@ -145,6 +147,7 @@ class RecordSession:
         from wsproxy.record.live_query import LiveQueryServer
         assert self.recorder.database is not None
         self.sql = UserSql(self.recorder.database, timeout=self.options.sql_timeout)
+        self.recorder.on_checkpoint_held = functools.partial(self.sql.interrupt_all, "checkpoint")
         self.live_query = LiveQueryServer(Path(self.options.db), self.sql)
         await self.live_query.start()
         if self.live_check is not None:

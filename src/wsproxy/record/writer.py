@@ -49,6 +49,10 @@ WRITER_NICENESS = 5
 # stays within about a second of the traffic (``Recorder.behind``).
 MAX_LAG_SECONDS = 0.5
 FAST_WRITE_DISABLES = "zstd,dict_fsst"  # DuckDB compression methods the writer turns off under load
+# DuckDB checkpoints when its write-ahead log passes 16 MB, unless a reader's transaction still needs what
+# a checkpoint would change (a connection's close is an UPDATE): then the log grows for as long as that
+# query runs. Past this size the writer stops the queries of the live recording and checkpoints itself.
+WAL_LIMIT_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -62,6 +66,7 @@ class RecorderStats:
     violations: int = 0
     injections: int = 0  # actions --inject rules carried out
     write_retries: int = 0  # writes retried because DuckDB was out of memory
+    forced_checkpoints: int = 0  # checkpoints the writer made after stopping queries that held them back
 
 
 @dataclass
@@ -71,6 +76,7 @@ class Recorder:
     high_water: int = 200_000  # unwritten rows ...
     high_water_bytes: int = 64 * 1024 * 1024  # ... or unwritten payload bytes, whichever comes first
     on_failed: Callable[[str], None] | None = None
+    on_checkpoint_held: Callable[[], None] | None = None  # stop the readers (called in the writer's thread)
     stats: RecorderStats = field(default_factory=RecorderStats)
     error: str | None = None
     session_id: int = 0
@@ -247,6 +253,7 @@ class Recorder:
                         self._fail(f"writing to {self.path} failed: {first_line(exc)}")
                     else:
                         self.stats.max_lag_seconds = max(self.stats.max_lag_seconds, lag)
+                        self._keep_checkpointing()
             if stopping and not self._pending:
                 return
             if stopping and self.error is not None:
@@ -262,6 +269,25 @@ class Recorder:
             self._con.execute(f"SET disabled_compression_methods = '{FAST_WRITE_DISABLES}'" if busy
                               else "RESET disabled_compression_methods")
             self._busy = busy
+
+    def _keep_checkpointing(self) -> None:
+        """Checkpoint now if queries of the live recording have held DuckDB's own checkpoints back."""
+        wal = self.path.with_name(self.path.name + ".wal")
+        try:
+            if wal.stat().st_size < WAL_LIMIT_BYTES:
+                return
+        except OSError:  # no log: nothing to checkpoint
+            return
+        if self.on_checkpoint_held is not None:
+            self.on_checkpoint_held()
+        assert self._con is not None
+        for _ in range(20):  # the stopped queries end their transactions within moments
+            try:
+                self._con.execute("CHECKPOINT")
+                self.stats.forced_checkpoints += 1
+                return
+            except duckdb.TransactionException:
+                time.sleep(0.01)
 
     def _write_patiently(self, batch: list[Any]) -> None:
         """Write, retrying for a while when DuckDB is out of memory: a query on the live recording

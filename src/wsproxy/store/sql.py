@@ -27,7 +27,7 @@ __all__ = ["QueryError", "QueryResult", "UserSql", "json_value", "SQL_TIMEOUT"]
 
 SQL_TIMEOUT = 10.0  # seconds a user's statement may run (--sql-timeout)
 CURSORS = 4  # statements answered at once by one UserSql; more wait for a free cursor
-StopReason = Literal["timeout", "gone", "stopping"]
+StopReason = Literal["timeout", "gone", "stopping", "checkpoint"]
 
 
 @dataclass
@@ -165,13 +165,19 @@ class UserSql:
                 run.stopped = reason
                 run.cursor.interrupt()
 
-    def interrupt_all(self) -> None:
-        """Stop every running statement and refuse new ones (wsproxy is stopping)."""
+    @property
+    def running(self) -> int:
+        """Statements running right now."""
         with self._lock:
-            self._stopping = True
+            return len(self._runs)
+
+    def interrupt_all(self, reason: StopReason = "stopping") -> None:
+        """Stop every running statement; while wsproxy is stopping, refuse new ones too. Thread-safe."""
+        with self._lock:
+            self._stopping = self._stopping or reason == "stopping"
             runs = list(self._runs)
         for run in runs:
-            self._stop(run, "stopping")
+            self._stop(run, reason)
 
     def close(self) -> None:
         """Stop what runs, close the cursors (and the database, when owned)."""
@@ -210,6 +216,9 @@ def _stopped_message(reason: StopReason, seconds: float) -> str:
                 f"ts, a LIMIT) or allow more time with --sql-timeout")
     if reason == "gone":
         return "the query was stopped: whoever asked for it went away"
+    if reason == "checkpoint":
+        return ("the query was stopped so that the recording could checkpoint (it held back the recorder): "
+                "narrow it, or query the file once recording ends")
     return "the query was stopped: wsproxy is stopping"
 
 
