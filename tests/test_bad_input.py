@@ -4,6 +4,7 @@ core (decoding, checking, replay matching) never raises on generated traffic."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -22,7 +23,11 @@ READERS = {
     "show": ["show", "{f}"],
     "diagram": ["diagram", "{f}"],
     "import": ["import", "{f}", "--db", "{tmp}/into.duckdb"],
+    "ui": ["ui", "{f}", "--listen", "127.0.0.1:0"],
+    "rerun": ["rerun", "{f}", "--upstream", "ws://127.0.0.1:9"],
+    "record": ["record", "--db", "{f}", "--listen", "127.0.0.1:0", "--quiet"],
 }
+DAMAGE = ("truncated", "damaged")  # a real recording cut short (a copy onto a full disk), or with a bad block
 
 
 def bad_file(kind: str, tmp) -> str:
@@ -36,6 +41,13 @@ def bad_file(kind: str, tmp) -> str:
     elif kind == "foreign":
         with duckdb.connect(str(path)) as con:
             con.execute("CREATE TABLE customers (id INTEGER, name VARCHAR)")
+    elif kind in DAMAGE:
+        data = (Path(__file__).parent.parent / "fixtures" / "schema-v4-demo.duckdb").read_bytes()
+        if kind == "truncated":
+            data = data[:len(data) // 2]
+        else:
+            data = data[:16384] + bytes(range(256)) * 64 + data[16384 + 16384:]
+        path.write_bytes(data)
     elif kind == "newer":
         with duckdb.connect(str(path)) as con:
             con.execute("CREATE TABLE wsproxy_meta (key VARCHAR, value VARCHAR); CREATE TABLE frames (x INTEGER);"
@@ -44,8 +56,10 @@ def bad_file(kind: str, tmp) -> str:
 
 
 # import reads HAR and JSONL sources: for it a DuckDB file of any kind is just "corrupt" input
-CASES = [(command, kind) for command in sorted(READERS) for kind in ("missing", "empty", "corrupt", "foreign", "newer")
-         if not (command == "import" and kind in ("foreign", "newer"))]
+CASES = [(command, kind) for command in sorted(READERS)
+         for kind in ("missing", "empty", "corrupt", "foreign", "newer", *DAMAGE)
+         if not (command == "import" and kind in ("foreign", "newer", *DAMAGE))
+         and not (command in ("ui", "rerun", "record") and kind not in DAMAGE)]
 
 
 @pytest.mark.parametrize("command,kind", CASES)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import typer
 from rich.console import Console
 
-from wsproxy.core.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_USAGE, UserError
+from wsproxy.core.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_USAGE, UserError, first_line
 
 app = typer.Typer(
     name="wsproxy",
@@ -43,6 +44,9 @@ def command(name: str | None = None, *, panel: str) -> Callable[[Callable[..., A
             except OSError as exc:
                 raise fail(os_error(exc)) from None
             except BaseException as exc:
+                if _unreadable(exc):
+                    raise fail(f"the recording cannot be read ({first_line(exc)}): is it truncated or damaged? "
+                               f"Use an intact copy") from None
                 if not _interrupted(exc):
                     raise  # the command's own exit, or a bug (its traceback is for us)
                 err.print("[dim]interrupted[/]")
@@ -50,6 +54,14 @@ def command(name: str | None = None, *, panel: str) -> Callable[[Callable[..., A
         guarded.__doc__ = (function.__doc__ or "").rstrip() + "\n\n" + EXIT_CODES_HELP
         return app.command(name, rich_help_panel=panel)(guarded)
     return register
+
+
+def _unreadable(exc: BaseException) -> bool:
+    """DuckDB could not read a file through (it was cut short or damaged): found in the middle of a
+    command's reading, past the checks made when the file was opened (``store.files.damaged``)."""
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(exc, (duckdb.IOException, duckdb.SerializationException,
+                                                   duckdb.InternalException, duckdb.FatalException))
 
 
 def _interrupted(exc: BaseException) -> bool:

@@ -44,6 +44,12 @@ def sidecar_path(db: Path) -> Path:
     return db.with_name(db.name + ".wsproxy-live")
 
 
+def _locked(exc: duckdb.Error) -> bool:
+    """Another process holds DuckDB's lock on the file (not: a damaged "block", say)."""
+    text = str(exc)
+    return "Could not set lock on file" in text or "Conflicting lock" in text
+
+
 def _holder(exc: duckdb.Error) -> str:
     """Which process holds a file, as DuckDB's lock error names it ("... (PID 123)")."""
     text = str(exc)
@@ -59,23 +65,39 @@ def open_recording(path: Path) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
         text = first_line(exc)
-        if "lock" in text.lower():
+        if _locked(exc):
             raise RecordingLocked(f"{path} is being written by another process{_holder(exc)}: stop it first, "
                                   f"or query a copy of the file") from None
+        if "Corrupt" in text or "checksum" in text:
+            raise damaged(path, exc) from None
         raise StoreError(f"{path} is not a DuckDB recording: {text}") from None
     try:
-        tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        if "wsproxy_meta" not in tables or "frames" not in tables:
-            raise StoreError(f"{path} is a DuckDB file but not a wsproxy recording")
-        version = dict(con.execute("SELECT key, value FROM wsproxy_meta").fetchall()).get("schema_version", "")
-        if not version.isdigit() or int(version) > SCHEMA_VERSION:
-            raise StoreError(f"{path} was written by a newer wsproxy (schema {version}, this one reads up to "
-                             f"{SCHEMA_VERSION}): upgrade wsproxy")
-        create_reader_views(con)
+        _validate(con, path)
+    except duckdb.Error as exc:
+        con.close()
+        raise damaged(path, exc) from None
     except BaseException:
         con.close()
         raise
     return con
+
+
+def damaged(path: Path, exc: BaseException) -> StoreError:
+    """The error for a recording DuckDB cannot read through (a copy cut short, a disk that failed)."""
+    return StoreError(f"{path} cannot be read ({first_line(exc)}): is it truncated or damaged? "
+                      f"Use an intact copy")
+
+
+def _validate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """A wsproxy recording of a schema this version reads, with the reader views."""
+    tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if "wsproxy_meta" not in tables or "frames" not in tables:
+        raise StoreError(f"{path} is a DuckDB file but not a wsproxy recording")
+    version = dict(con.execute("SELECT key, value FROM wsproxy_meta").fetchall()).get("schema_version", "")
+    if not version.isdigit() or int(version) > SCHEMA_VERSION:
+        raise StoreError(f"{path} was written by a newer wsproxy (schema {version}, this one reads up to "
+                         f"{SCHEMA_VERSION}): upgrade wsproxy")
+    create_reader_views(con)
 
 
 def create_reader_views(con: duckdb.DuckDBPyConnection) -> None:
@@ -96,7 +118,7 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(path), config=WRITE_CONFIG)
     except duckdb.IOException as exc:
         text = first_line(exc)
-        if "lock" in str(exc).lower():
+        if _locked(exc):
             who = ("another `wsproxy record`" if sidecar_path(path).exists()
                    else "another process (`wsproxy ui`, `wsproxy query` or a DuckDB client)")
             raise RecordingLocked(f"{path} is open in {who}{_holder(exc)}: record into another file with "
@@ -106,6 +128,9 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
         raise RecordingError(f"{path} is not a DuckDB file wsproxy can use: {first_line(exc)}") from None
     try:
         check_or_create_schema(con, path)
+    except duckdb.Error as exc:
+        con.close()
+        raise damaged(path, exc) from None
     except BaseException:
         con.close()
         raise
