@@ -52,9 +52,12 @@ class RecordedSession:
 
 
 def iso_to_us(text: str | None) -> int | None:
-    """An ISO 8601 time (``Z`` or an offset; none means UTC) as microseconds since the epoch."""
+    """An ISO 8601 time (``Z`` or an offset; none means UTC) as microseconds since the epoch; a
+    ``ValueError`` for anything else (a number, say)."""
     if text is None:
         return None
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not an ISO 8601 time")
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)

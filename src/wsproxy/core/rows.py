@@ -86,7 +86,7 @@ class ConnectionOpened(msgspec.Struct, gc=False):
     subprotocol: Text | None
     request_headers: Text | None  # JSON
     response_headers: Text | None  # JSON
-    status: Int32
+    status: Int32 | None  # None: not known (an imported capture that did not say)
     error: Text | None
 
 

@@ -9,6 +9,7 @@ never wsproxy's archive (that is JSONL). Pure: dictionaries in and out.
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -91,13 +92,18 @@ def from_har(document: Any, label: str) -> HarImport:
         conn_id = len(connections) + 1
         try:
             opened = iso_to_us(entry["startedDateTime"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
+            opened = None
+        if opened is None:
             skip("a WebSocket entry without a valid startedDateTime")
             continue
         response = entry.get("response") if isinstance(entry.get("response"), dict) else {}
+        status = response.get("status", 101)
+        if not _whole(status) or not 100 <= status <= 599:
+            skip("a WebSocket entry whose response status is not an HTTP status (100-599)")
+            continue
         conn = RecordedConnection(conn_id, parts.path or "/", parts.query, opened,
-                                  _header_object(request.get("headers")), None,
-                                  response.get("status") if isinstance(response.get("status"), int) else 101)
+                                  _header_object(request.get("headers")), None, status)
         response_headers[conn_id] = _header_object(response.get("headers"))
         protocol = response_headers[conn_id].get("Sec-WebSocket-Protocol") or \
             response_headers[conn_id].get("sec-websocket-protocol")
@@ -110,9 +116,9 @@ def from_har(document: Any, label: str) -> HarImport:
         frames.sort(key=lambda f: f.ts_us)  # stable: equal times keep the file's order
         conn.frames = [RecordedFrame(f.conn_id, seq, f.ts_us, f.sender, f.kind, f.text, f.data)
                        for seq, f in enumerate(frames, 1)]
-        duration = entry.get("time")
+        duration = entry.get("time")  # milliseconds; a value past LONGEST_CONNECTION_US is no duration
         end = frames[-1].ts_us if frames else opened
-        if isinstance(duration, (int, float)) and duration > 0:
+        if _number(duration) and 0 < duration * 1000 <= LONGEST_CONNECTION_US:
             end = max(end, opened + int(duration * 1000))
         conn.closed_us = end
         connections.append(conn)
@@ -131,9 +137,9 @@ LONGEST_CONNECTION_US = 30 * 24 * 3600 * 1_000_000
 def message_time(at: float, opened_us: int) -> int | None:
     """A message's ``time`` as microseconds since the epoch, in the unit its writer used, or None when
     it is no plausible time for a message of a connection opened at ``opened_us``."""
-    us = int(round(at * 1_000 if at > MILLISECONDS_ABOVE else at * 1_000_000))
+    us = at * 1_000 if at > MILLISECONDS_ABOVE else at * 1_000_000  # a float until it is known to be plausible
     if opened_us - EARLY_SLACK_US <= us <= opened_us + LONGEST_CONNECTION_US:
-        return us
+        return int(round(us))
     return None
 
 
@@ -148,7 +154,7 @@ def _frame(conn_id: int, opened_us: int, message: Any, skip: Any) -> RecordedFra
     if kind not in ("send", "receive"):
         skip("a message whose type is not send, receive or error")
         return None
-    if not isinstance(at, (int, float)) or isinstance(at, bool) or not isinstance(data, str) or opcode is None:
+    if not _number(at) or not isinstance(data, str) or opcode is None:
         skip("a message without a numeric time, an opcode or data")
         return None
     sender = "client" if kind == "send" else "server"
@@ -168,6 +174,15 @@ def _frame(conn_id: int, opened_us: int, message: Any, skip: Any) -> RecordedFra
         return RecordedFrame(conn_id, 0, ts, sender, "binary", None, payload)
     skip(f"a message with opcode {opcode} (only 1 text and 2 binary are data)")
     return None
+
+
+def _number(value: Any) -> bool:
+    """A finite JSON number (not a bool, an infinity or NaN)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _direction(frame: RecordedFrame) -> str:

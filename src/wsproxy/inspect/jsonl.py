@@ -16,8 +16,9 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any, Literal
 
 import duckdb
 import msgspec
@@ -76,8 +77,128 @@ def write_jsonl(con: duckdb.DuckDBPyConnection, session_id: int | None, out: IO[
     return frames
 
 
-def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a JSONL recording, checked line by line; errors name the line."""
+Int32 = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]  # DuckDB's INTEGER columns hold these
+Count = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+Sender = Literal["client", "server"]
+FrameKind = Literal["text", "binary", "ping", "pong", "close"]
+ClosedBy = Literal["client", "server", "proxy"]
+
+
+class Header(msgspec.Struct):
+    version: Count = 1
+
+
+class SessionRecord(msgspec.Struct, kw_only=True):
+    session_id: Count = 1
+    label: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    listen: str | None = None
+    upstream: str | None = None
+    wsproxy_version: str | None = None
+    redacted: bool | None = None
+
+
+class ConnectionRecord(msgspec.Struct, kw_only=True):
+    conn_id: Count
+    opened_at: str
+    closed_at: str | None = None
+    path: str | None = None
+    query: str | None = None
+    client_addr: str | None = None
+    subprotocol: str | None = None
+    request_headers: dict[str, Any] | None = None
+    response_headers: dict[str, Any] | None = None
+    status: Annotated[int, msgspec.Meta(ge=100, le=599)] | None = None
+    close_code: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
+    close_reason: str | None = None
+    closed_by: ClosedBy | None = None
+    error: str | None = None
+
+
+class FrameRecord(msgspec.Struct, kw_only=True):
+    conn_id: Count
+    seq: Count
+    ts: str
+    sender: Sender
+    kind: FrameKind
+    text: str | None = None
+    data_b64: str | None = None
+    close_code: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
+
+
+@dataclass
+class JsonlFile:
+    """What a JSONL file holds that wsproxy can use; ``skipped`` counts the rest by reason."""
+    session: SessionRecord
+    connections: list[tuple[ConnectionRecord, RecordedConnection]]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return sum(len(conn.frames) for _, conn in self.connections)
+
+
+def read_jsonl(path: Path) -> JsonlFile:
+    """A JSONL recording, checked record by record at the door: a record of the wrong shape or type, a
+    frame of a connection the file does not hold, or a repeated id is skipped and counted, never fatal;
+    a file that is not a wsproxy JSONL export is a ``StoreError``."""
+    skipped: dict[str, int] = {}
+
+    def skip(reason: str) -> None:
+        skipped[reason] = skipped.get(reason, 0) + 1
+
+    session: SessionRecord | None = None
+    connections: dict[int, tuple[ConnectionRecord, RecordedConnection]] = {}
+    seqs: set[tuple[int, int]] = set()
+    frames: list[FrameRecord] = []
+    for number, record in _records(path):
+        kind = record["record"]
+        try:
+            if kind == "session":
+                if session is not None:
+                    skip("a second session record (a file holds one session)")
+                    continue
+                session = msgspec.convert(record, SessionRecord)
+                iso_to_us(session.started_at), iso_to_us(session.ended_at)
+            elif kind == "connection":
+                conn = msgspec.convert(record, ConnectionRecord)
+                if conn.conn_id in connections:
+                    skip("a connection whose conn_id repeats an earlier one")
+                    continue
+                connections[conn.conn_id] = (conn, RecordedConnection(
+                    conn.conn_id, conn.path or "/", conn.query or "", _us(conn.opened_at), conn.request_headers or {},
+                    conn.subprotocol, conn.status, iso_to_us(conn.closed_at), conn.close_code, conn.close_reason,
+                    conn.closed_by, response_headers=conn.response_headers or {}))
+            elif kind == "frame":
+                frame = msgspec.convert(record, FrameRecord)
+                if (frame.conn_id, frame.seq) in seqs:
+                    skip("a frame whose seq repeats an earlier one of its connection")
+                    continue
+                seqs.add((frame.conn_id, frame.seq))
+                frames.append(frame)
+        except msgspec.ValidationError as exc:
+            skip(f"a {kind} record with a missing or wrong field ({_field_of(exc)})")
+        except (ValueError, OverflowError):
+            skip(f"a {kind} record whose time is not an ISO 8601 time")
+    if session is None:
+        raise StoreError(f"{path} holds no session record")
+    for frame in frames:
+        found = connections.get(frame.conn_id)
+        if found is None:
+            skip("a frame of a connection the file does not hold")
+            continue
+        try:
+            found[1].frames.append(_frame(frame))
+        except (ValueError, OverflowError):
+            skip("a frame whose time is not an ISO 8601 time, or whose data is not base64")
+    for _, conn in connections.values():
+        conn.frames.sort(key=lambda f: f.seq)
+    return JsonlFile(session, list(connections.values()), skipped)
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The JSON objects of a JSONL file with their line numbers; the header checked."""
     try:
         handle = path.open(encoding="utf-8")
     except OSError as exc:
@@ -90,43 +211,28 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
                 record = msgspec.json.decode(line)
             except msgspec.DecodeError as exc:
                 raise StoreError(f"{path} line {number} is not JSON ({exc}): is this a wsproxy JSONL export?") from None
-            if not isinstance(record, dict) or "record" not in record:
+            if not isinstance(record, dict) or not isinstance(record.get("record"), str):
                 raise StoreError(f"{path} line {number} has no \"record\" field: not a wsproxy JSONL export")
-            if number == 1 and record.get("record") != FORMAT:
-                raise StoreError(f"{path} does not start with a {FORMAT} header: not a wsproxy JSONL export")
-            if number == 1 and int(record.get("version", 0)) > VERSION:
-                raise StoreError(f"{path} is JSONL version {record.get('version')}; this wsproxy reads up to "
-                                 f"{VERSION}: upgrade wsproxy")
-            yield record
+            if number == 1:
+                if record["record"] != FORMAT:
+                    raise StoreError(f"{path} does not start with a {FORMAT} header: not a wsproxy JSONL export")
+                try:
+                    version = msgspec.convert(record, Header).version
+                except msgspec.ValidationError:
+                    raise StoreError(f"{path}: its header's version is not a whole number above 0") from None
+                if version > VERSION:
+                    raise StoreError(f"{path} is JSONL version {version}; this wsproxy reads up to {VERSION}: "
+                                     f"upgrade wsproxy")
+                continue
+            yield number, record
 
 
 def session_from_jsonl(path: Path, session_id: int | None = None) -> RecordedSession:
     """The session in a JSONL recording, as plain values for replay."""
-    session: dict[str, Any] | None = None
-    connections: dict[int, RecordedConnection] = {}
-    for record in read_records(path):
-        kind = record["record"]
-        try:
-            if kind == "session":
-                session = record
-            elif kind == "connection":
-                connections[record["conn_id"]] = RecordedConnection(
-                    record["conn_id"], record.get("path") or "/", record.get("query") or "",
-                    iso_to_us(record["opened_at"]), record.get("request_headers") or {}, record.get("subprotocol"),
-                    record.get("status"), iso_to_us(record.get("closed_at")), record.get("close_code"),
-                    record.get("close_reason"), record.get("closed_by"),
-                    response_headers=record.get("response_headers") or {})
-            elif kind == "frame":
-                connections[record["conn_id"]].frames.append(frame_from_record(record))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StoreError(f"{path}: a {kind} record is incomplete or malformed ({exc!r})") from None
-    if session is None:
-        raise StoreError(f"{path} holds no session record")
-    if session_id is not None and session_id != session.get("session_id"):
-        raise StoreError(f"{path} holds session {session.get('session_id')}, not {session_id}")
-    for conn in connections.values():
-        conn.frames.sort(key=lambda f: f.seq)
-    return RecordedSession(session.get("session_id", 1), session.get("label"), list(connections.values()))
+    found = read_jsonl(path)
+    if session_id is not None and session_id != found.session.session_id:
+        raise StoreError(f"{path} holds session {found.session.session_id}, not {session_id}")
+    return RecordedSession(found.session.session_id, found.session.label, [conn for _, conn in found.connections])
 
 
 def is_jsonl(path: Path) -> bool:
@@ -147,9 +253,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def frame_from_record(record: dict[str, Any]) -> RecordedFrame:
-    """A ``frame`` record as a RecordedFrame (KeyError, TypeError or ValueError when malformed)."""
-    data = record.get("data_b64")
-    return RecordedFrame(record["conn_id"], record["seq"], iso_to_us(record["ts"]), record["sender"], record["kind"],
-                         record.get("text"), base64.b64decode(data) if data is not None else None,
-                         record.get("close_code"))
+def _frame(record: FrameRecord) -> RecordedFrame:
+    data = base64.b64decode(record.data_b64, validate=True) if record.data_b64 is not None else None
+    return RecordedFrame(record.conn_id, record.seq, _us(record.ts), record.sender, record.kind, record.text, data,
+                         record.close_code)
+
+
+def _us(text: str) -> int:
+    us = iso_to_us(text)
+    assert us is not None
+    return us
+
+
+def _field_of(exc: msgspec.ValidationError) -> str:
+    """Which field a validation error is about (msgspec names it as ``at `$.field```)."""
+    text = str(exc)
+    if "`$." in text:  # "Expected `int`, got `str` - at `$.seq`"
+        return text.rsplit("`$.", 1)[-1].split("`")[0].split("[")[0]
+    if "missing required field `" in text:  # "Object missing required field `conn_id`"
+        return text.rsplit("field `", 1)[-1].rstrip("`")
+    return text

@@ -31,7 +31,7 @@ from wsproxy import __version__
 from wsproxy.clock import now_us
 from wsproxy.core.rows import ConnectionClosed, ConnectionOpened, FrameRow, InjectionRow, ViolationRow
 from wsproxy.core.errors import first_line
-from wsproxy.store.batches import BATCH, arrow_table, execute_with, insert_frames, insert_rows
+from wsproxy.store.batches import insert_frames, insert_rows, update_closed
 from wsproxy.store.files import close_checkpoint, open_for_writing
 
 # DuckDB holds a transaction's rows in its memory until it commits: a backlog of large messages
@@ -336,10 +336,7 @@ class Recorder:
             if injections:
                 insert_rows(con, "injections", injections, InjectionRow)
             if closes:
-                execute_with(con, arrow_table(closes, ConnectionClosed),
-                    "UPDATE connections SET closed_at = c.closed_at, close_code = c.close_code, "
-                    "close_reason = c.close_reason, closed_by = c.closed_by, "
-                    f"error = coalesce(c.error, connections.error) FROM {BATCH} c WHERE connections.conn_id = c.conn_id")
+                update_closed(con, closes)
             con.execute("COMMIT")
         except BaseException:
             try:

@@ -24,6 +24,8 @@ CREATE TABLE IF NOT EXISTS replay_divergences (
 
 def source_kind(path: Path) -> str:
     """"jsonl", "har" or "duckdb", by content, not name."""
+    if _is_duckdb(path):  # first: a DuckDB file starts with a checksum, whose first byte may well be "{"
+        return "duckdb"
     return "jsonl" if is_jsonl(path) else "har" if _is_json(path) else "duckdb"
 
 
@@ -46,6 +48,15 @@ def load_recording(path: Path, session_id: int | None = None) -> RecordedSession
                             con.execute("SELECT max(session_id) FROM sessions").fetchone()[0])
     finally:
         con.close()
+
+
+def _is_duckdb(path: Path) -> bool:
+    """DuckDB's magic bytes: "DUCK" after the header block's 8-byte checksum."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(12)[8:12] == b"DUCK"
+    except OSError:
+        return False
 
 
 def _is_json(path: Path) -> bool:

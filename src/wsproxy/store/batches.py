@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from wsproxy.core.rows import FrameRow, columns
+from wsproxy.core.rows import ConnectionClosed, FrameRow, columns
 
 ARROW_TYPES = {"int32": pa.int32(), "int64": pa.int64(), "timestamp": pa.timestamp("us", tz="UTC"),
                "string": pa.string(), "binary": pa.binary(), "bool": pa.bool_()}
@@ -65,3 +65,11 @@ def insert_frames(con: duckdb.DuckDBPyConnection, rows: Sequence[FrameRow]) -> N
 
 def frames_table(rows: Sequence[FrameRow]) -> pa.Table:
     return arrow_table(rows, FrameRow)
+
+
+def update_closed(con: duckdb.DuckDBPyConnection, rows: Sequence[ConnectionClosed]) -> None:
+    """Fill in how connections ended (``connections`` rows inserted when they opened)."""
+    execute_with(con, arrow_table(rows, ConnectionClosed),
+                 "UPDATE connections SET closed_at = c.closed_at, close_code = c.close_code, "
+                 "close_reason = c.close_reason, closed_by = c.closed_by, "
+                 f"error = coalesce(c.error, connections.error) FROM {BATCH} c WHERE connections.conn_id = c.conn_id")
