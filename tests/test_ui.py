@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import signal
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from wsproxy.chat.faults import Faults
 from wsproxy.cli.demo import run_demo
 from wsproxy.ui.filters import FilterError, FrameFilter
 from wsproxy.ui.reader import FileReader, RecorderReader
+from wsproxy.ui import views
 from wsproxy.ui.server import UiServer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -340,3 +342,26 @@ async def test_record_ui_prints_the_url_and_serves_the_live_recording(chat_serve
         if recorder.returncode is None:
             recorder.kill()
             await recorder.wait()
+
+
+async def test_the_diagram_reads_labels_not_whole_messages(upstream, proxy) -> None:
+    import tracemalloc
+    session = await proxy(upstream)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{session.url}/echo", max_msg_size=0) as ws:
+        for n in range(4):
+            await ws.send_str(json.dumps({"type": "request", "id": str(n), "payloadType": "new", "timestamp": 1,
+                                          "payload": {"text": "x" * 5_000_000}}))
+            await ws.receive(timeout=10)
+    await session.stop()
+    reader = FileReader(session.options.db)
+    try:
+        tracemalloc.start()
+        svg = await views.diagram_svg(reader, 1, [], 0, 200)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        reader.close()
+    labels = [text for text in re.findall(r">([^<>]+)<", svg) if text.strip()]
+    assert any(label.startswith("new 0") for label in labels), labels
+    assert len(svg) < 100_000
+    assert peak < 5_000_000, f"drawing labels held {peak:,} bytes: whole messages were read"

@@ -67,9 +67,17 @@ def import_(
 
       wsproxy import fixtures/overview.jsonl --db restored.duckdb && wsproxy check restored.duckdb
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from wsproxy.inspect.importer import import_file
 
-    result = import_file(source, db, label)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task(f"reading {source.name}", total=None)
+
+        def written(done: int, total: int) -> None:
+            bar.update(task, description="writing frames", completed=done, total=total)
+        result = import_file(source, db, label, written)
     err.print(f"imported {result.connections} connection(s), {result.frames:,} frames from {source} into {db} as "
               f"session {result.session_id}")
     for reason, count in sorted(result.skipped.items()):

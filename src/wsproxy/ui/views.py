@@ -243,7 +243,9 @@ async def charts(reader: Reader, session: int) -> dict[str, Any]:
 async def diagram_svg(reader: Reader, session: int, conns: list[int], after_us: int, limit: int) -> str:
     """The sequence diagram of some connections (all of the session's when none are given), from a time on."""
     chosen = f"AND f.conn_id IN ({_marks(conns)})" if conns else ""
-    result = await reader.query(f"SELECT {FRAME_COLUMNS}, {USER_NAME_SQL} AS user_name, f.text FROM frames f "
+    # a label shows a close frame's reason, never a message's text: a page of 10 MB messages costs labels only
+    result = await reader.query(f"SELECT {FRAME_COLUMNS}, {USER_NAME_SQL} AS user_name, "
+                                f"CASE WHEN f.kind = 'close' THEN left(f.text, {PREVIEW}) END AS text FROM frames f "
                                 f"JOIN connections c USING (conn_id) WHERE c.session_id = ? {chosen} "
                                 "AND f.kind IN ('text', 'binary', 'close') AND epoch_us(f.ts) >= ? "
                                 "ORDER BY f.ts, f.conn_id, f.seq LIMIT ?",
