@@ -90,6 +90,32 @@ def test_a_port_in_use_for_replay(tmp_path) -> None:
         golden = Path(__file__).parent.parent / "fixtures" / "schema-v1-demo.duckdb"
         result = wsproxy("replay", str(golden), "--listen", f"127.0.0.1:{port}")
     assert result.returncode == 2 and "address already in use" in result.stderr and "Traceback" not in result.stderr
+    assert "choose another HOST:PORT" in result.stderr  # the option is --listen, not --port
+
+
+def test_a_negative_message_size_limit_is_refused() -> None:
+    result = wsproxy("record", "--max-message-size", "-1", "--db", "/tmp/never.duckdb")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "--max-message-size must be 0 (no limit) or a number of bytes, not -1" in result.stderr
+
+
+async def test_record_into_a_file_that_ui_holds_names_ui(tmp_path) -> None:
+    import asyncio
+    import shutil
+    import sys
+    db = tmp_path / "held.duckdb"
+    shutil.copy(Path(__file__).parent.parent / "fixtures" / "schema-v4-demo.duckdb", db)
+    ui = await asyncio.create_subprocess_exec(sys.executable, "-m", "wsproxy", "ui", str(db), "--listen", "127.0.0.1:0",
+                                              stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        await asyncio.wait_for(ui.stdout.readline(), 20)
+        result = await asyncio.to_thread(wsproxy, "record", "--db", str(db), "--listen", "127.0.0.1:0", "--quiet")
+    finally:
+        ui.terminate()
+        await ui.wait()
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "another process (`wsproxy ui`, `wsproxy query` or a DuckDB client)" in result.stderr
+    assert "another `wsproxy record`" not in result.stderr
 
 
 # --- the pure core never raises on generated traffic ---

@@ -201,3 +201,31 @@ async def test_a_recording_that_fails_while_running_is_said_at_once_and_keeps_th
         assert events[-2:] == ["summary", "error"], text
     else:
         assert "recorded 1 connection(s)" in text and text.strip().splitlines()[-1].startswith("Error: "), text
+
+
+async def test_a_client_that_goes_away_during_the_handshake_leaves_no_traceback(proxy, caplog) -> None:
+    async def slow(request: aiohttp.web.Request) -> aiohttp.web.WebSocketResponse:
+        await asyncio.sleep(0.3)  # the client gives up meanwhile
+        ws = aiohttp.web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.close()
+        return ws
+    app = aiohttp.web.Application()
+    app.router.add_get("/{tail:.*}", slow)
+    runner = aiohttp.web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", 0).start()
+    session = await proxy(f"ws://127.0.0.1:{runner.addresses[0][1]}")
+    for _ in range(5):
+        reader, writer = await asyncio.open_connection("127.0.0.1", session.port)
+        writer.write(b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        await asyncio.sleep(0.1)
+        writer.transport.abort()
+    await eventually(lambda: session.relay.counters.total == 5 and session.relay.counters.open == 0, timeout=5)
+    await asyncio.sleep(0.5)
+    await session.stop()
+    await runner.cleanup()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]
+    rows = recorded(session.options.db, "SELECT error FROM connections")
+    assert len(rows) == 5 and all("client went away during the handshake" in error for (error,) in rows), rows

@@ -454,6 +454,7 @@ async def test_oversize_message_closes_with_1009_and_spares_other_connections(up
         await ws.send_str("y" * 2000)
         msg = await asyncio.wait_for(ws.receive(), 3)
         assert msg.type == WSMsgType.CLOSE and msg.data == 1009
+        assert "a message of 2000 bytes, over the limit of 1000 (--max-message-size)" in msg.extra  # the limit set
         await other.send_str("still fine")
         assert (await other.receive()).data == "still fine"
         await other.close()

@@ -156,6 +156,14 @@ async def test_filters_narrow_as_sql_would(served, faulty_demo, query, where) ->
         assert answer["total"] == len(expected)
 
 
+async def test_bad_numbers_in_the_url_are_400_not_500(served) -> None:
+    server, http = served
+    for path, params in (("/api/summary", {"session": "²"}), ("/api/summary", {"session": "1_0"}),
+                         ("/api/timeline", {"limit": "x"}), ("/api/diagram.svg", {"session": "²"})):
+        async with http.get(base(server) + path, params=params) as response:
+            assert response.status == 400 and "is not a whole number" in (await response.json())["error"], path
+
+
 async def test_bad_filters_are_refused_in_one_line(served) -> None:
     server, http = served
     url = f"{base(server)}/api/connections/1/frames"
@@ -241,8 +249,9 @@ async def test_live_socket_tells_when_the_recording_grows(chat_server, proxy) ->
     await server.start()
     try:
         async with aiohttp.ClientSession(headers={"X-Wsproxy-Token": server.token}) as http:
-            with pytest.raises(aiohttp.WSServerHandshakeError):  # a page of another origin may not listen
-                await http.ws_connect(f"{base(server)}/api/live", headers={"Origin": "http://evil.example"})
+            for origin in ("http://evil.example", base(server).replace("http://", "https://")):  # scheme too
+                with pytest.raises(aiohttp.WSServerHandshakeError):  # a page of another origin may not listen
+                    await http.ws_connect(f"{base(server)}/api/live", headers={"Origin": origin})
             live = await http.ws_connect(f"{base(server)}/api/live?token={server.token}")
             first = json.loads((await live.receive(timeout=5)).data)["version"]
             alice = await ChatClient.connect(session.url, "alice")

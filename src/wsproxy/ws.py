@@ -16,7 +16,7 @@ from aiohttp import ClientWebSocketResponse, WSMessage, WSMsgType, web
 from aiohttp.http_websocket import WebSocketError  # aiohttp's frame parser raises it for invalid frames
 
 __all__ = ["DEFAULT_MAX_MESSAGE", "WebSocketError", "aiohttp_limit", "bound_pending", "coalesce_writes", "drop",
-           "errors_as_messages", "upstream_headers"]
+           "errors_as_messages", "upstream_headers", "went_away"]
 
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
 
@@ -52,6 +52,16 @@ def drop(ws: Any) -> None:
     else:
         ws._closed = True  # noqa: SLF001
         ws._response.close()  # noqa: SLF001
+
+
+def went_away(request: web.BaseRequest) -> web.Response:
+    """What a handler returns when ``prepare()`` failed because the client went away during the handshake.
+    Returning the half-prepared WebSocketResponse would make aiohttp finish it, and its close() then
+    raises "Call .prepare() first" (a traceback in the log, once in thousands of aborted handshakes); a
+    plain response on an aborted transport ends quietly."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=400, text="the client went away during the handshake\n")
 
 
 def bound_pending(server: web.Server, limit: int, upgraded: Callable[[], int], full: Callable[[int], object],

@@ -14,6 +14,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from wsproxy.chat.core import ChatCore, Outgoing
 from wsproxy.chat.faults import Faults
+from wsproxy.ws import went_away
 
 CORE_KEY = web.AppKey("chat_core", ChatCore)
 OUTBOXES_KEY = web.AppKey("chat_outboxes", dict)
@@ -44,7 +45,10 @@ def make_app(faults: Faults | None = None, max_msg_size: int = 16 * 1024 * 1024,
         ws = web.WebSocketResponse(max_msg_size=max_msg_size, heartbeat=None)
         if not ws.can_prepare(request).ok:
             raise web.HTTPUpgradeRequired(text="this is a WebSocket endpoint (?user=NAME)\n")
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except (ConnectionError, RuntimeError):
+            return went_away(request)
         app[SOCKETS_KEY].add(ws)
         conn_id = next(ids)
         core, outboxes = app[CORE_KEY], app[OUTBOXES_KEY]

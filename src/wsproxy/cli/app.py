@@ -86,7 +86,7 @@ def address_in_use(exc: OSError) -> bool:
 def os_error(exc: OSError) -> str:
     text = exc.strerror or str(exc)
     if address_in_use(exc):
-        return f"address already in use ({text}): choose another --port, or stop what listens there"
+        return f"address already in use ({text}): choose another HOST:PORT, or stop what listens there"
     return f"{text}" + (f": {exc.filename}" if exc.filename else "")
 
 

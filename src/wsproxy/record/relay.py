@@ -27,7 +27,7 @@ from wsproxy.record.injection import relay_injected, send_held, settle
 from wsproxy.record.legs import CLOSE_TIMEOUT, Conn, carry_out
 from wsproxy.record.writer import Recorder
 from wsproxy.ws import (DEFAULT_MAX_MESSAGE, aiohttp_limit, bound_pending, coalesce_writes, drop, errors_as_messages,
-                        upstream_headers)
+                        upstream_headers, went_away)
 
 ClosedBy = Literal["client", "server", "proxy"]
 
@@ -199,7 +199,7 @@ class Relay:
             await upstream.close(code=WSCloseCode.GOING_AWAY, message=b"client went away during the handshake")
             recorder.connection_opened(open_row(101, chosen, None, f"client went away during the handshake: {exc}"))
             recorder.connection_closed(conn_id, None, None, "client", None)
-            return client
+            return went_away(request)
         errors_as_messages(client)
         coalesce_writes(client)
         coalesce_writes(upstream)
@@ -305,7 +305,9 @@ class Relay:
                 return
             elif kind is WSMsgType.ERROR:  # the peer broke the protocol (or its transport failed)
                 exc = msg.data
-                await carry_out(closing.protocol_error(sender, getattr(exc, "code", None), str(exc)), legs)
+                code = getattr(exc, "code", None)
+                await carry_out(closing.protocol_error(sender, code, too_big(str(exc), self.config.max_message_size)
+                                                       if code == WSCloseCode.MESSAGE_TOO_BIG else str(exc)), legs)
                 return
             elif kind is WSMsgType.CLOSING:  # we closed this leg ourselves meanwhile
                 await carry_out(closing.leg_closing(sender), legs)
@@ -313,6 +315,12 @@ class Relay:
             else:  # CLOSED: the peer vanished without a close frame
                 await carry_out(closing.vanished(sender), legs)
                 return
+
+
+def too_big(text: str, limit: int) -> str:
+    """aiohttp's "Message size N exceeds limit L" names its own limit, one more than ours (``ws.aiohttp_limit``)."""
+    size = text.split("Message size ", 1)[-1].split(" ", 1)[0]
+    return f"a message of {size} bytes, over the limit of {limit} (--max-message-size)"
 
 
 def upstream_url(base: URL, rel: URL) -> URL:

@@ -16,8 +16,6 @@ rather than pass traffic it cannot record.
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from wsproxy.clock import now_us
 from wsproxy.core.rows import ConnectionClosed, ConnectionOpened, FrameRow, InjectionRow, ViolationRow
 from wsproxy.core.errors import first_line
 from wsproxy.store.batches import insert_frames, insert_rows, update_closed
+from wsproxy.record.priority import lower_thread_priority
 from wsproxy.store.files import close_checkpoint, open_for_writing
 
 # DuckDB holds a transaction's rows in its memory until it commits: a backlog of large messages
@@ -273,10 +272,7 @@ class Recorder:
     def _keep_checkpointing(self) -> None:
         """Checkpoint now if queries of the live recording have held DuckDB's own checkpoints back."""
         wal = self.path.with_name(self.path.name + ".wal")
-        try:
-            if wal.stat().st_size < WAL_LIMIT_BYTES:
-                return
-        except OSError:  # no log: nothing to checkpoint
+        if not wal.exists() or wal.stat().st_size < WAL_LIMIT_BYTES:
             return
         if self.on_checkpoint_held is not None:
             self.on_checkpoint_held()
@@ -390,15 +386,3 @@ def split_by_size(batch: list[Any], batch_bytes: int, limit: int) -> list[list[A
                 start, size = index, item.size
     parts.append(batch[start:])
     return parts
-
-
-def lower_thread_priority(niceness: int) -> None:
-    """Make the calling thread nicer (Linux schedules threads one by one; elsewhere do nothing)."""
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
-                           os.getpriority(os.PRIO_PROCESS, 0) + niceness)
-        except OSError:  # a sandbox that forbids it: run at normal priority
-            pass
-
-

@@ -13,7 +13,7 @@ from wsproxy.core.inject import Injector, Seen, outcome
 from wsproxy.core.protocol import decode
 from wsproxy.core.recorded import RecordedSession
 from wsproxy.core.replay_plan import Divergence, ReplayPlan, Send, render
-from wsproxy.ws import DEFAULT_MAX_MESSAGE, aiohttp_limit
+from wsproxy.ws import DEFAULT_MAX_MESSAGE, aiohttp_limit, went_away
 
 
 @dataclass
@@ -67,7 +67,12 @@ class ReplayServer:
         slot = bound.slot
         ws = web.WebSocketResponse(protocols=(bound.subprotocol,) if bound.subprotocol else (), autoping=True,
                                    max_msg_size=aiohttp_limit(self.max_message_size), heartbeat=None)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except (ConnectionError, RuntimeError):  # the client went away: as if it connected and left at once
+            self._diverge(self.plan.client_closed(slot, now_us()))
+            self._route(self.plan.release(now_us()))
+            return went_away(request)
         self.counters.clients += 1
         self.counters.open += 1
         self._sockets.add(ws)

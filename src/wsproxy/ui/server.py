@@ -23,6 +23,7 @@ from wsproxy.core.errors import UserError
 from wsproxy.ui import views
 from wsproxy.ui.filters import FilterError, FrameFilter
 from wsproxy.ui.reader import Reader
+from wsproxy.ws import went_away
 
 log = logging.getLogger(__name__)
 LIVE_POLL_SECONDS = 0.25  # how often the recording is asked whether it grew, while a page listens
@@ -168,10 +169,13 @@ class UiServer:
 
     async def _live(self, request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
-        if origin is not None and origin.split("://", 1)[-1] != request.host:
+        if origin is not None and origin != f"{request.scheme}://{request.host}":  # the scheme too: same origin
             return web.Response(status=403, text="wsproxy ui: a page from another origin may not listen here\n")
         socket = web.WebSocketResponse(heartbeat=20)
-        await socket.prepare(request)
+        try:
+            await socket.prepare(request)
+        except (ConnectionError, RuntimeError):
+            return went_away(request)
         self._sockets.add(socket)
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll(), name="ui-live")
