@@ -26,7 +26,7 @@ from wsproxy.ui.reader import FileReader, RecorderReader
 from wsproxy.ui.server import UiServer
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "schema-v4-demo.duckdb"
-LONG = "SELECT count(*) FROM range(100000000000) a"  # minutes of work: only a time limit ends it
+LONG = "SELECT count(*) FROM range(100000000000) a, range(10) b"  # minutes of work: only a time limit ends it
 
 # (statement, what the one-line error says): each got through once, or would reach past the recording
 HOSTILE = [
@@ -304,7 +304,7 @@ async def test_a_long_where_stops_at_its_limit_and_when_the_browser_gives_up(tmp
     reader = FileReader(db, timeout=0.5)
     server = UiServer(reader)
     await server.start()
-    where = "(SELECT count(*) FROM range(100000000000)) > 0"
+    where = "(SELECT count(*) FROM range(100000000000) a, range(10) b) > 0"
     try:
         async with aiohttp.ClientSession(headers={"X-Wsproxy-Token": server.token}) as http:
             url = server.url.split("/?")[0] + "/api/connections/1/frames"
@@ -329,7 +329,7 @@ async def long_where(url: str) -> asyncio.Task:
     async def ask() -> None:
         async with aiohttp.ClientSession() as http:
             async with http.get(url.replace("/?", "/api/connections/1/frames?"),
-                                params={"where": "(SELECT count(*) FROM range(100000000000)) > 0"}) as response:
+                                params={"where": "(SELECT count(*) FROM range(100000000000) a, range(10) b) > 0"}) as response:
                 await response.read()
     task = asyncio.create_task(ask())
     await asyncio.sleep(1.5)

@@ -217,7 +217,7 @@ async def test_a_client_that_goes_away_during_the_handshake_leaves_no_traceback(
     await aiohttp.web.TCPSite(runner, "127.0.0.1", 0).start()
     session = await proxy(f"ws://127.0.0.1:{runner.addresses[0][1]}")
     for _ in range(5):
-        reader, writer = await asyncio.open_connection("127.0.0.1", session.port)
+        _, writer = await asyncio.open_connection("127.0.0.1", session.port)
         writer.write(b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
         await asyncio.sleep(0.1)

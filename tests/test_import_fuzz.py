@@ -19,7 +19,6 @@ from wsproxy.inspect.check import check_recording
 from wsproxy.inspect.diagram import build, to_mermaid
 from wsproxy.inspect.exporter import export_session
 from wsproxy.inspect.importer import import_file
-from wsproxy.inspect.sequence_svg import sequence_svg
 from wsproxy.inspect.timeline import connections, newest_session, sessions, timeline
 from wsproxy.replay.source import load_recording
 from wsproxy.ui import views
@@ -65,7 +64,6 @@ def read_everything(db: Path) -> None:
             for conn in conns[:3]:
                 await views.connection(reader, conn)
                 await views.frames(reader, conn, FrameFilter(), views.Bounds())
-            sequence_svg  # drawn by diagram_svg
             await views.diagram_svg(reader, session, conns[:3], 0, 200)
         finally:
             reader.close()
@@ -178,8 +176,9 @@ def test_a_jsonl_header_with_a_wrong_version_is_one_line(sources, tmp_path) -> N
     (lambda e: e["response"].update(status=10**12), "a WebSocket entry whose response status is not an HTTP status (100-599)"),
     (lambda e: e.update(startedDateTime=1700000000), "a WebSocket entry without a valid startedDateTime"),
     (lambda e: e["_webSocketMessages"][0].update(time="soon"), "a message without a numeric time, an opcode or data"),
-    (lambda e: e["_webSocketMessages"][0].update(time=1e300), "a message whose time is neither seconds nor milliseconds "
-                                                              "since the epoch at or after its entry's startedDateTime"),
+    (lambda e: e["_webSocketMessages"][0].update(time=1e300), ("a message whose time is neither seconds nor "
+                                                               "milliseconds since the epoch at or after its entry's "
+                                                               "startedDateTime")),
 ])
 def test_each_wrong_har_entry_is_skipped_and_counted(sources, tmp_path, change, reason) -> None:
     document = json.loads(sources["har"])

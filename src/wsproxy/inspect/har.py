@@ -12,7 +12,7 @@ import base64
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import parse_qsl, urlsplit
 
 from wsproxy import __version__
@@ -176,12 +176,12 @@ def _frame(conn_id: int, opened_us: int, message: Any, skip: Any) -> RecordedFra
     return None
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
     """A finite JSON number (not a bool, an infinity or NaN)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _whole(value: Any) -> bool:
+def _whole(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

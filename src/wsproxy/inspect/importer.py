@@ -97,8 +97,8 @@ def _write(db: Path, capture: Capture, progress: Progress | None) -> Imported:
     total = sum(len(conn.frames) for conn, _, _ in capture.connections)
     written = 0
     try:
-        session_id = con.execute("SELECT coalesce(max(session_id), 0) + 1 FROM sessions").fetchone()[0]
-        first_free = con.execute("SELECT coalesce(max(conn_id), 0) + 1 FROM connections").fetchone()[0]
+        session_id = con.execute("SELECT coalesce(max(session_id), 0) + 1 FROM sessions").fetchall()[0][0]
+        first_free = con.execute("SELECT coalesce(max(conn_id), 0) + 1 FROM connections").fetchall()[0][0]
         # keep the recorded connection ids when they are free (an exact restore), else shift them all
         lowest = min((conn.conn_id for conn, _, _ in capture.connections), default=first_free)
         shift = 0 if lowest >= first_free else first_free - lowest

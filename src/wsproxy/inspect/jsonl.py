@@ -192,8 +192,8 @@ def read_jsonl(path: Path) -> JsonlFile:
             found[1].frames.append(_frame(frame))
         except (ValueError, OverflowError):
             skip("a frame whose time is not an ISO 8601 time, or whose data is not base64")
-    for _, conn in connections.values():
-        conn.frames.sort(key=lambda f: f.seq)
+    for _, recorded in connections.values():
+        recorded.frames.sort(key=lambda f: f.seq)
     return JsonlFile(session, list(connections.values()), skipped)
 
 

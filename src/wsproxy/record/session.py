@@ -135,6 +135,7 @@ class RecordSession:
             self._runner = web.AppRunner(self.relay.app(), handle_signals=False, access_log=None,
                                          shutdown_timeout=2.0, keepalive_timeout=self.options.handshake_timeout)
             await self._runner.setup()
+            assert self._runner.server is not None  # set up just now
             self.relay.watch(self._runner.server)
             site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._server_tls)
             await site.start()

@@ -9,7 +9,9 @@ import asyncio
 import base64
 import datetime as dt
 import decimal
+import heapq
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
@@ -23,7 +25,7 @@ from wsproxy.core.errors import first_line
 from wsproxy.store.files import create_reader_views
 from wsproxy.store.sql_guard import QueryError, check_query
 
-__all__ = ["QueryError", "QueryResult", "UserSql", "json_value", "SQL_TIMEOUT"]
+__all__ = ["SQL_TIMEOUT", "QueryError", "QueryResult", "UserSql", "json_value"]
 
 SQL_TIMEOUT = 10.0  # seconds a user's statement may run (--sql-timeout)
 CURSORS = 4  # statements answered at once by one UserSql; more wait for a free cursor
@@ -53,8 +55,15 @@ class _Run:
     stopped: StopReason | None = None
 
 
+@dataclass(eq=False)
+class _Ticket:
+    """An asker's hold on its statement, which may not have started yet when the asker goes away."""
+    run: _Run | None = None
+    gone: bool = False
+
+
 class UserSql:
-    """Where a user's SQL runs on one database: ``run`` (in the calling thread) or ``await query``.
+    """Where a user's SQL runs on one database: ``run`` (blocking) or ``await query``.
 
     Args:
         connection: the database (a file opened read-only, or the recorder's; each statement gets a
@@ -76,6 +85,7 @@ class UserSql:
         self._stopping = False
         self._executor: ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._deadlines = _Deadlines(lambda run: self._stop(run, "timeout"))
         # No file, extension or network from SQL, for every connection of this database (the recorder's
         # writer needs none; it cannot be turned back on while the database is open). Said on a cursor:
         # the connection itself may be busy in the writer's thread.
@@ -91,9 +101,17 @@ class UserSql:
 
     def run(self, sql: str, params: list[Any] | None = None, limit: int | None = None,
             timeout: float | None = None) -> QueryResult:
-        """Check and run ``sql`` in this thread; the rows of its last statement (at most ``limit``).
-        ``timeout`` may only shorten this runner's own limit."""
-        return self._run(sql, params, limit, timeout, None)
+        """Check and run ``sql``; the rows of its last statement (at most ``limit``). ``timeout`` may
+        only shorten this runner's own limit. A worker thread runs it while this one waits: DuckDB
+        notices Ctrl-C only once a statement ends, while a waiting thread gets it at once and
+        interrupts the statement."""
+        ticket = _Ticket()
+        future = self._pool().submit(self._run, sql, params, limit, timeout, ticket)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            self._leave(ticket)
+            raise
 
     async def query(self, sql: str, params: list[Any] | None = None, limit: int | None = None,
                     timeout: float | None = None) -> QueryResult:
@@ -101,41 +119,42 @@ class UserSql:
         awaiting task (the asker went away) interrupts the statement."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(CURSORS)
-            self._executor = ThreadPoolExecutor(CURSORS, thread_name_prefix="wsproxy-sql")
         async with self._slots:
-            started: list[_Run] = []
+            ticket = _Ticket()
             future = asyncio.get_running_loop().run_in_executor(
-                self._executor, self._run, sql, params, limit, timeout, started.append)
+                self._pool(), self._run, sql, params, limit, timeout, ticket)
             try:
                 return await asyncio.shield(future)
             except asyncio.CancelledError:
-                for run in started:
-                    self._stop(run, "gone")
+                self._leave(ticket)
                 raise
 
     def _run(self, sql: str, params: list[Any] | None, limit: int | None, timeout: float | None,
-             started: Callable[[_Run], None] | None) -> QueryResult:
+             ticket: _Ticket) -> QueryResult:
         check_query(sql)
         run = self._begin()
-        if started is not None:
-            started(run)
+        with self._lock:
+            ticket.run = run
+            if ticket.gone:
+                run.stopped = "gone"
         seconds = min(self.timeout, timeout) if timeout else self.timeout
-        timer = threading.Timer(seconds, self._stop, (run, "timeout"))
-        timer.daemon = True
-        timer.start()
+        self._deadlines.add(run, time.monotonic() + seconds)
         try:
-            return _execute(run.cursor, sql, params, limit)
+            return _execute(run, sql, params, limit)
         except duckdb.InterruptException:
-            if run.stopped is None:
-                raise  # Ctrl-C in this thread: the error edge reports it
-            raise QueryError(_stopped_message(run.stopped, seconds)) from None
+            raise QueryError(_stopped_message(run.stopped or "stopping", seconds)) from None
         except duckdb.Error as exc:
             raise QueryError(f"the query failed: {first_line(exc)}") from None
         finally:
-            timer.cancel()
             self._end(run)
 
-    # --- cursors, and stopping what runs on them ---
+    # --- threads, cursors, and stopping what runs on them ---
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(CURSORS, thread_name_prefix="wsproxy-sql")
+            return self._executor
 
     def _begin(self) -> _Run:
         with self._lock:
@@ -158,6 +177,14 @@ class UserSql:
                 run.cursor.close()
             else:
                 self._idle.append(run.cursor)
+
+    def _leave(self, ticket: _Ticket) -> None:
+        """The asker went away: stop its statement, now or as soon as it starts."""
+        with self._lock:
+            ticket.gone = True
+            run = ticket.run
+        if run is not None:
+            self._stop(run, "gone")
 
     def _stop(self, run: _Run, reason: StopReason) -> None:
         with self._lock:  # a finished run's cursor may already serve another statement: leave it be
@@ -192,11 +219,43 @@ class UserSql:
             self._connection.close()
 
 
-def _execute(cursor: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None,
-             limit: int | None) -> QueryResult:
+class _Deadlines:
+    """One thread that interrupts each run at its deadline (a ``threading.Timer`` per statement cost
+    0.5 ms, more than the statements of a web page take). A run that ended before its deadline is
+    left to expire harmlessly: ``UserSql._stop`` touches only active runs."""
+
+    def __init__(self, expire: Callable[[_Run], None]) -> None:
+        self._expire = expire
+        self._due: list[tuple[float, int, _Run]] = []
+        self._added = 0
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, run: _Run, at: float) -> None:
+        with self._wake:
+            self._added += 1
+            heapq.heappush(self._due, (at, self._added, run))
+            self._wake.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="wsproxy-sql-deadlines", daemon=True)
+                self._thread.start()
+
+    def _watch(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, _, run = heapq.heappop(self._due)
+            self._expire(run)
+
+
+def _execute(run: _Run, sql: str, params: list[Any] | None, limit: int | None) -> QueryResult:
     """``sql`` in a read-only transaction: even a statement the guard let through cannot write."""
+    cursor = run.cursor
     cursor.execute("BEGIN TRANSACTION READ ONLY")
     try:
+        if run.stopped is not None:  # stopped before it began: DuckDB forgets an interrupt when a statement starts
+            raise duckdb.InterruptException("stopped before it began")
         result = cursor.execute(sql, params or [])
         rows = result.fetchmany(limit + 1) if limit is not None else result.fetchall()
         description = result.description or []

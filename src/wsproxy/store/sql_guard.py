@@ -11,6 +11,7 @@ close the parentheses it is put in, add clauses or bind the page's parameters.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,6 @@ from typing import Any
 import duckdb
 import msgspec
 
-from wsproxy.core.errors import first_line
 from wsproxy.store.files import StoreError
 
 # Table functions a query may use: generators, JSON walkers and the catalog's own description. Every
@@ -76,13 +76,14 @@ def parse_queries(sql: str) -> list[dict[str, Any]]:
             kinds = sorted({kind for kind in _statement_kinds(sql) if kind != "SELECT"})
             raise QueryError(f"read-only: {', '.join(kinds) or 'those'} statements are refused; only queries run "
                              f"here (SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE)")
-        raise QueryError(f"the SQL does not parse: {first_line(message)}")
+        raise QueryError(f"the SQL does not parse: {(message.splitlines() or [''])[0]}")
     statements: list[dict[str, Any]] = tree.get("statements", [])
     if not statements:
         raise QueryError("no SQL statement given")
     return statements
 
 
+@functools.lru_cache(maxsize=512)  # the web view asks the same statements again and again (a refusal is not kept)
 def check_query(sql: str) -> None:
     """Refuse ``sql`` unless every statement in it only reads the recording."""
     for statement in parse_queries(sql):
