@@ -122,7 +122,7 @@ class Rig:
             command = [sys.executable, str(BARE_RELAY), str(port), upstream]
         else:
             self.runs += 1
-            extra = {"record": [], "uvloop": ["--loop", "uvloop"], "nocheck": ["--no-check"],
+            extra = {"record": [], "uvloop": ["--event-loop", "uvloop"], "nocheck": ["--no-check"],
                      "inject": ["--inject", INJECT_RULE]}[path]
             command = [sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{port}", "--upstream",
                        upstream, "--db", str(self.tmp / f"run{self.runs}.duckdb"), "--log-format", "json",

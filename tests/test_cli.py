@@ -30,7 +30,7 @@ def test_help_lists_every_command_and_version_prints() -> None:
     (["record", "--listen", "127.0.0.1:notaport"], "is not HOST:PORT"),
     (["record", "--tls-cert", "only.pem"], "--tls-cert and --tls-key go together"),
     (["record", "--log-format", "xml"], "--log-format must be text or json"),
-    (["record", "--loop", "trio"], "--loop must be asyncio, uvloop or auto, not 'trio'"),
+    (["record", "--event-loop", "trio"], "--event-loop must be asyncio, uvloop or auto, not 'trio'"),
     (["chat-server", "--faults", "bogus"], "unknown fault 'bogus'"),
     (["chat-client", "ws://127.0.0.1:9", "--scenario", "dance"], "unknown scenario"),
 ])
@@ -283,7 +283,27 @@ def test_loop_uvloop_without_uvloop_says_how_to_get_it() -> None:
     import importlib.util
     if importlib.util.find_spec("uvloop") is not None:
         pytest.skip("uvloop is installed here")
-    result = wsproxy("record", "--listen", "127.0.0.1:0", "--loop", "uvloop")
+    result = wsproxy("record", "--listen", "127.0.0.1:0", "--event-loop", "uvloop")
     assert result.returncode == 2
-    assert result.stderr.strip() == ("Error: --loop uvloop: uvloop is not installed (pip install uvloop), or use "
-                                     "--loop asyncio")
+    assert result.stderr.strip() == ("Error: --event-loop uvloop: uvloop is not installed (pip install uvloop), or "
+                                     "use --event-loop asyncio")
+    old = wsproxy("record", "--listen", "127.0.0.1:0", "--loop", "uvloop")  # the old name still works, with a note
+    assert old.returncode == 2 and old.stderr.splitlines() == [
+        "Warning: record --loop is deprecated: use --event-loop (replay --loop means something else)",
+        "Error: --event-loop uvloop: uvloop is not installed (pip install uvloop), or use --event-loop asyncio"]
+
+
+def test_paths_labels_and_urls_are_printed_verbatim(tmp_path) -> None:
+    """Rich markup in a user's value is shown, never read: "runs/[b]/today.duckdb" stays whole."""
+    folder = tmp_path / "[b]"
+    folder.mkdir()
+    demo = wsproxy("demo", "--db", str(folder / "today.duckdb"), timeout=120)
+    assert demo.returncode == 0 and f"{folder}/today.duckdb" in demo.stdout, demo.stdout
+    export = wsproxy("export", str(folder / "today.duckdb"), "-o", str(folder / "x.jsonl"))
+    assert f"{folder}/x.jsonl" in export.stderr, export.stderr
+    imported = wsproxy("import", str(folder / "x.jsonl"), "--db", str(folder / "y.duckdb"), "--label", "[red]login bug")
+    assert f"from {folder}/x.jsonl into {folder}/y.duckdb" in " ".join(imported.stderr.split()), imported.stderr
+    check = wsproxy("check", str(folder / "y.duckdb"))
+    assert "([red]login bug)" in check.stdout and f"{folder}/y.duckdb" in check.stdout, check.stdout
+    sessions = wsproxy("sessions", str(folder / "y.duckdb"), "--format", "markdown")
+    assert "| [red]login bug |" in sessions.stdout, sessions.stdout

@@ -99,3 +99,37 @@ def test_sql_docs_list_every_column_of_every_table_and_view() -> None:
             row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
             for column in [d[0] for d in con.execute(f"SELECT * FROM {name} LIMIT 0").description]:
                 assert column in row, (name, column)
+
+
+def _commands() -> list[str]:
+    import typer.main
+    group = typer.main.get_command(app)
+    return sorted(group.commands)  # type: ignore[attr-defined]
+
+
+def _flat(text: str) -> str:
+    """Words only: the box drawing, the wrapping and the indentation of a rendered help gone."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_help_text_renders_word_for_word(command: str) -> None:
+    """Each option's help and the command's docstring appear in --help exactly as written: no markup
+    eats "[[inject]]" or "[rerun]", no docstring indentation leaks into the text."""
+    import inspect as pyinspect
+
+    import typer.main
+    click_command = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    shown = _flat(result.output)
+    for parameter in click_command.params:
+        help_text = getattr(parameter, "help", None)
+        if help_text:
+            assert _flat(help_text.replace("\\[", "[")) in shown, (parameter.name, help_text)
+    for paragraph in pyinspect.cleandoc(click_command.help or "").split("\n\n"):
+        assert _flat(paragraph) in shown, paragraph
+    written = {line.strip() for line in pyinspect.cleandoc(click_command.help or "").splitlines()}
+    for line in result.output.split("Usage:", 1)[1].split("╭", 1)[0].splitlines():
+        if re.search(r"\S {3,}\S", line.strip()):  # "record every     frame": the docstring's indentation leaked
+            assert line.strip() in written, line

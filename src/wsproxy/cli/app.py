@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
+import inspect
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -16,6 +18,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from wsproxy.core.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_USAGE, UserError, first_line
 
@@ -24,7 +27,7 @@ app = typer.Typer(
     help="A protocol-aware man-in-the-middle WebSocket proxy and recorder for the JSON chat protocol.\n\n"
          "Quick start:  wsproxy demo\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="rich",  # so "[" in a help text is written "\\[" (tests/test_docs.py renders every one)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 err = Console(stderr=True)
@@ -51,7 +54,8 @@ def command(name: str | None = None, *, panel: str) -> Callable[[Callable[..., A
                     raise  # the command's own exit, or a bug (its traceback is for us)
                 err.print("[dim]interrupted[/]")
                 raise typer.Exit(EXIT_INTERRUPTED) from None
-        guarded.__doc__ = (function.__doc__ or "").rstrip() + "\n\n" + EXIT_CODES_HELP
+        # cleandoc first: the exit codes' line has no indentation, and would keep the docstring's in the help
+        guarded.__doc__ = inspect.cleandoc(function.__doc__ or "") + "\n\n" + EXIT_CODES_HELP
         return app.command(name, rich_help_panel=panel)(guarded)
     return register
 
@@ -69,6 +73,22 @@ def _interrupted(exc: BaseException) -> bool:
     interrupted" in 2.x, InterruptException in 1.x)."""
     return (isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "InterruptException"
             or (type(exc) is RuntimeError and str(exc).startswith("Query interrupted")))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def shown(value: Any) -> str:
+    """A user's value (a path, a label, a URL, a rule) for a line printed with markup: control characters
+    escaped, and brackets shown rather than read as markup ("runs/[b]/today.duckdb" stays whole)."""
+    return escape(safe(str(value)))
+
+
+def safe(text: str) -> str:
+    """Captured text made harmless for a terminal: control characters become escapes.
+
+    (Rich markup is never interpreted because callers build ``Text`` objects, not markup.)"""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -94,14 +114,15 @@ LOOPS = ("asyncio", "uvloop", "auto")
 
 
 def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop ``--loop`` asks for: uvloop when installed ("auto"), or the standard one."""
+    """The event loop ``--event-loop`` asks for: uvloop when installed ("auto"), or the standard one."""
     if loop == "asyncio":
         return None
     try:
         import uvloop
     except ImportError:
         if loop == "uvloop":
-            raise UserError("--loop uvloop: uvloop is not installed (pip install uvloop), or use --loop asyncio") from None
+            raise UserError("--event-loop uvloop: uvloop is not installed (pip install uvloop), or use "
+                            "--event-loop asyncio") from None
         return None
     return uvloop.new_event_loop
 

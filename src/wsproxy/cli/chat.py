@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from wsproxy.cli.app import command, err, out, run_async, run_until_signal
+from wsproxy.cli.app import command, err, out, run_async, run_until_signal, shown
 from wsproxy.core.errors import UserError
 
 PANEL = "Reference chat server"
@@ -40,8 +40,8 @@ def chat_server(
     fault_plan = Faults.parse(faults, seed)
 
     def announce(server: Any) -> None:
-        err.print(f"chat server listening on [bold]{server.url}[/] (connect to {server.url}/chat?user=NAME)"
-                  + (f", faults: {faults}" if faults else "") + "; Ctrl-C stops")
+        err.print(f"chat server listening on [bold]{shown(server.url)}[/] (connect to {shown(server.url)}/chat?user=NAME)"
+                  + (f", faults: {shown(faults)}" if faults else "") + "; Ctrl-C stops", highlight=False)
 
     run_until_signal(lambda stop: serve_until(stop, host, port, fault_plan, announce, message_id_base))
     err.print("chat server stopped")
@@ -76,7 +76,7 @@ def chat_client(
             if scenario == "flow":
                 clients = await overview_flow(url, timeout=timeout)
                 for name, client in clients.items():
-                    out.print(f"{name}: received {len(client.received)} messages in the last phase")
+                    out.print(f"{shown(name)}: received {len(client.received)} messages in the last phase")
                 out.print("[green]overview flow completed[/]")
             else:
                 result = await run_load(url, users, messages, window, timeout)

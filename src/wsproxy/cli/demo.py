@@ -14,6 +14,7 @@ from wsproxy.chat.server import start_chat_server
 from wsproxy.core.errors import UserError
 from wsproxy.chat.faults import Faults
 from wsproxy.record.session import RecordOptions, RecordSession
+from wsproxy.cli.app import shown
 from wsproxy.cli.render import severity_counts
 from wsproxy.cli.status import show_findings
 
@@ -31,7 +32,8 @@ async def run_demo(db: Path, console: Console, faults: Faults | None = None) -> 
     show_findings(session, console)
     try:
         await session.start()
-        console.print(f"chat server [bold]{server.url}[/]  ←  recording proxy [bold]{session.url}[/]  ←  User1, User2")
+        console.print(f"chat server [bold]{shown(server.url)}[/]  ←  recording proxy [bold]{shown(session.url)}[/]  ←  "
+                      "User1, User2")
         if faults is not None and faults.rates:
             console.print(f"the server misbehaves on purpose ({', '.join(faults.rates)}): findings show as they happen")
         try:
@@ -39,7 +41,7 @@ async def run_demo(db: Path, console: Console, faults: Faults | None = None) -> 
         except ChatError as exc:
             if faults is None or not faults.rates:
                 raise UserError(f"the scripted flow failed through the proxy: {exc}") from None
-            console.print(f"[dim]the scripted users gave up: {exc}[/]")
+            console.print(f"[dim]the scripted users gave up: {shown(exc)}[/]")
     finally:
         await session.stop()
         await server.stop()
@@ -69,7 +71,7 @@ def print_summary(db: Path, session_id: int, console: Console) -> None:
         result = con.execute(EXAMPLE_QUERY)
         columns = [d[0] for d in result.description]
         rows = result.fetchall()
-    console.print(f"\n[bold green]Recorded[/] session {session_id} into [bold]{db}[/]: "
+    console.print(f"\n[bold green]Recorded[/] session {session_id} into [bold]{shown(db)}[/]: "
                   f"{conns} connections, {frames} frames ({by_type})")
     line = Text("Protocol check: ")
     line.append_text(severity_counts(counts))
@@ -80,8 +82,8 @@ def print_summary(db: Path, session_id: int, console: Console) -> None:
         table.add_row(*("" if v is None else str(v) for v in row))
     console.print(table)
     diagram = write_diagram(db, session_id)
-    console.print(f"Sequence diagram: [bold]{diagram}[/] (open it in a browser; "
-                  f"`wsproxy diagram {db}` prints the Mermaid text)")
+    console.print(f"Sequence diagram: [bold]{shown(diagram)}[/] (open it in a browser; "
+                  f"`wsproxy diagram {shown(db)}` prints the Mermaid text)")
     console.print("Go on:\n"
                   f"  wsproxy check {db}                       the findings, grouped by connection and rule\n"
                   f"  wsproxy ui {db}                          browse it in a web page: connections, frames, pairs, findings, charts\n"

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from wsproxy.cli.app import command, err
+from wsproxy.cli.app import command, err, shown
 from wsproxy.cli.options import Recording, SessionOption
 from wsproxy.core.errors import UserError
 
@@ -46,7 +46,7 @@ def export(
         summary = export_session(recording, output, format, session_id)
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror}") from None
-    err.print(summary)
+    err.print(summary, markup=False, highlight=False)
 
 
 @command("import", panel=PANEL)
@@ -78,7 +78,7 @@ def import_(
         def written(done: int, total: int) -> None:
             bar.update(task, description="writing frames", completed=done, total=total)
         result = import_file(source, db, label, written)
-    err.print(f"imported {result.connections} connection(s), {result.frames:,} frames from {source} into {db} as "
+    err.print(f"imported {result.connections} connection(s), {result.frames:,} frames from {shown(source)} into {shown(db)} as "
               f"session {result.session_id}")
     for reason, count in sorted(result.skipped.items()):
-        err.print(f"[yellow]skipped {count} × {reason}[/]")
+        err.print(f"[yellow]skipped {count} × {shown(reason)}[/]")

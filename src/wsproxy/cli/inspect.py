@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from wsproxy.cli import options
-from wsproxy.cli.app import command, err, out
+from wsproxy.cli.app import command, err, out, shown
 from wsproxy.cli.options import (REPORT_FORMATS, TABLE_FORMATS, FailOnOption, LiveRecording, ProfileOption, Recording,
                                  ReportFormat, SessionOption, SqlTimeoutOption, TableFormat, choice, positive)
 from wsproxy.core.errors import EXIT_FOUND, EXIT_OK, UserError
@@ -235,4 +235,4 @@ def diagram(
         output.write_text(html_page(drawn, f"{recording.name} session {chosen}"), encoding="utf-8")
     else:
         output.write_text(text, encoding="utf-8")
-    err.print(f"wrote {output}")
+    err.print(f"wrote {shown(output)}", highlight=False)

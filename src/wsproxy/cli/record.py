@@ -11,8 +11,9 @@ import typer
 from rich.text import Text
 
 from wsproxy.cli import options
-from wsproxy.cli.app import LOOPS, command, err, out, run_async, run_until_signal
+from wsproxy.cli.app import LOOPS, command, err, out, run_async, run_until_signal, shown
 from wsproxy.cli.options import REPORT_FORMATS, FailOnOption, ProfileOption, choice
+
 from wsproxy.core.errors import EXIT_FOUND, UserError
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def record(
     inject: Annotated[list[str] | None, typer.Option(
         help="Misbehave on purpose, by message: an action and selectors, e.g. 'drop response type=new once', "
              "'delay=400ms event type=typing', 'close=4001 to-client after=3' (repeatable; docs/inject.md).")] = None,
-    inject_file: Annotated[Path | None, typer.Option(help="The same rules as data: [[inject]] tables in TOML.")] = None,
+    inject_file: Annotated[Path | None, typer.Option(help="The same rules as data: \\[\\[inject]] tables in TOML.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for rate= rules, to repeat a run.")] = 0,
     ui: Annotated[str | None, typer.Option(
         "--ui", help="Also serve the live web view of this recording on HOST:PORT (e.g. 127.0.0.1:8090); "
@@ -55,8 +56,11 @@ def record(
                                 "(the client gets 504).")] = 10.0,
     handshake_timeout: Annotated[float, typer.Option(
         metavar="SECONDS", help="Close a client connection that has not sent its handshake in this time.")] = 10.0,
-    loop: Annotated[str, typer.Option(help="Event loop: asyncio (the standard one), uvloop (when installed) or "
-                                           "auto (uvloop when installed); docs/performance.md compares them.")] = "asyncio",
+    event_loop: Annotated[str, typer.Option(help="Event loop: asyncio (the standard one), uvloop (when installed) "
+                                                 "or auto (uvloop when installed); docs/performance.md compares them.")]
+    = "asyncio",
+    loop: Annotated[str | None, typer.Option(help="Deprecated: the old name of --event-loop (in `replay`, --loop "
+                                                  "means start over).")] = None,
 ) -> None:
     """Relay WebSocket clients to the upstream server, check the protocol live and record every
     frame into DuckDB.
@@ -83,7 +87,11 @@ def record(
     from wsproxy.store.files import RecordingError
 
     choice("--log-format", log_format, REPORT_FORMATS)
-    choice("--loop", loop, LOOPS)
+    if loop is not None:
+        err.print("[yellow]Warning:[/] record --loop is deprecated: use --event-loop (replay --loop means "
+                  "something else)", highlight=False)
+        event_loop = loop
+    choice("--event-loop", event_loop, LOOPS)
     options.fail_on(fail_on)
     for name, seconds in (("--sql-timeout", sql_timeout), ("--connect-timeout", connect_timeout),
                           ("--handshake-timeout", handshake_timeout)):
@@ -99,7 +107,7 @@ def record(
         handshake_timeout=handshake_timeout))
     say_at_once(session, log_format)
     if session.host not in LOOPBACK:
-        err.print(f"[yellow]Warning:[/] listening on {session.host}: other machines can connect to this proxy")
+        err.print(f"[yellow]Warning:[/] listening on {shown(session.host)}: other machines can connect to this proxy")
 
     async def go(stop: asyncio.Event) -> dict:
         await session.start()
@@ -107,7 +115,8 @@ def record(
         if log_format == "json":
             log_json("listening", url=session.url, upstream=str(session.upstream), db=str(db))
         elif not quiet:
-            err.print(f"recording [bold]{session.url}[/] → {session.upstream} into {db} (Ctrl-C stops)")
+            err.print(f"recording [bold]{shown(session.url)}[/] → {shown(session.upstream)} into {shown(db)} (Ctrl-C stops)",
+                      highlight=False)
         if rules:  # loud, even with --quiet: nobody should forget it is on
             announce_injection(rules, seed, log_format)
         if not quiet:
@@ -139,7 +148,7 @@ def record(
 
     failure: UserError | None = None
     try:
-        result = run_until_signal(go, loop)
+        result = run_until_signal(go, event_loop)
     except RecordingError as exc:
         if session.recorder.error is None:
             raise  # it could not start
@@ -153,7 +162,8 @@ def record(
         err.print(f"recorded {result['connections']} connection(s), "
                   f"{result['frames_client'] + result['frames_server']:,} messages "
                   f"({result['frames_client']:,} from clients, {result['frames_server']:,} from servers), "
-                  f"{result['rows_written']:,} frame rows written to {db} as session {result['session_id']}")
+                  f"{result['rows_written']:,} frame rows written to {shown(db)} as session {result['session_id']}",
+                  highlight=False)
         if session.live_check is not None:
             from wsproxy.cli.render import severity_counts
             line = severity_counts(result["findings"])
@@ -209,7 +219,7 @@ async def start_web_view(session: RecordSession, listen: str, open_browser: bool
         from wsproxy.cli.status import log_json
         log_json("ui", url=server.url)
     else:
-        err.print(f"web view [bold]{server.url}[/]", highlight=False, soft_wrap=True)
+        err.print(f"web view [bold]{shown(server.url)}[/]", highlight=False, soft_wrap=True)
     if open_browser:
         import webbrowser
         webbrowser.open(server.url)
@@ -279,7 +289,7 @@ def announce_injection(rules: list, seed: int, log_format: str) -> None:
         log_json("injecting", rules=[rule.text for rule in rules], seed=seed)
         return
     err.print(f"[bold magenta]INJECTING FAULTS[/] ({len(rules)} rule(s), seed {seed}): "
-              + "; ".join(rule.text for rule in rules), highlight=False)
+              + "; ".join(shown(rule.text) for rule in rules), highlight=False)
 
 
 def allow_many_connections() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from wsproxy.cli.app import safe
 from wsproxy.core.protocol import Finding
 
 if TYPE_CHECKING:
@@ -19,14 +19,6 @@ if TYPE_CHECKING:
     from wsproxy.inspect.timeline import TimelineRow
 
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def safe(text: str) -> str:
-    """Captured text made harmless for a terminal: control characters become escapes.
-
-    (Rich markup is never interpreted because callers build ``Text`` objects, not markup.)"""
-    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
 def finding_text(finding: Finding) -> Text:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from wsproxy.cli.app import command, err, run_until_signal
+from wsproxy.cli.app import command, err, run_until_signal, shown
 from wsproxy.cli.options import SessionOption, choice
 from wsproxy.core.errors import EXIT_FOUND, UserError
 
@@ -35,7 +35,7 @@ def replay(
     inject: Annotated[Optional[list[str]], typer.Option(
         help="Misbehave on purpose in what the mock server sends, as `record --inject` (repeatable; "
              "docs/inject.md), e.g. 'drop response type=new once'.")] = None,
-    inject_file: Annotated[Optional[Path], typer.Option(help="The same rules as [[inject]] tables in TOML.")] = None,
+    inject_file: Annotated[Optional[Path], typer.Option(help="The same rules as \\[\\[inject]] tables in TOML.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for rate= rules.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final summary.")] = False,
 ) -> None:
@@ -88,9 +88,9 @@ def replay(
             announce_injection(rules, seed, "text")
         frames = sum(len(c.frames) for c in connections)
         err.print(f"replaying session {session.session_id}"
-                  + (f" ({session.label})" if session.label else "")
-                  + f" of {recording}: {len(connections)} connection(s), {frames:,} frames, on "
-                  f"[bold]{running.url}[/] (timing {timing}, match {match}); Ctrl-C stops", highlight=False)
+                  + (f" ({shown(session.label)})" if session.label else "")
+                  + f" of {shown(recording)}: {len(connections)} connection(s), {frames:,} frames, on "
+                  f"[bold]{shown(running.url)}[/] (timing {timing}, match {match}); Ctrl-C stops", highlight=False)
         if not quiet:
             from wsproxy.cli.render import divergence_text
             running.server.listeners.append(lambda d: err.print(divergence_text(d), soft_wrap=True))

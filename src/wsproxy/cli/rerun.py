@@ -9,7 +9,7 @@ import msgspec
 import typer
 
 from wsproxy.cli import options
-from wsproxy.cli.app import command, err, out, run_async
+from wsproxy.cli.app import command, err, out, run_async, shown
 from wsproxy.cli.options import ProfileOption, choice
 from wsproxy.core.errors import EXIT_FOUND, EXIT_INTERRUPTED, UserError
 
@@ -22,7 +22,7 @@ IgnoreOption = Annotated[Optional[list[str]], typer.Option(
 RebindOption = Annotated[Optional[list[str]], typer.Option(
     "--rebind", help="A JSON path whose value the server generates (recorded 125, live 7: sent and compared "
                      "as the live one). Message and event ids of the chat protocol are built in; a profile's "
-                     "[rerun] rebind adds more (repeatable).")]
+                     "\\[rerun] rebind adds more (repeatable).")]
 FormatOption = Annotated[str, typer.Option("--format", help="text (default), json, or junit (with -o FILE).")]
 OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to FILE "
                                                                                  "instead of standard output.")]
@@ -121,13 +121,14 @@ def rerun(
             return await run_rerun(session, run_options, lambda done, total: bar.update(task, completed=done, total=total))
 
     if not quiet:
-        err.print(f"rerunning session {session.session_id} of {recording} ({len(session.connections)} connection(s)"
-                  + (f" x {copies} copies" if copies > 1 else "") + f") against {upstream}; recording into {target}",
+        err.print(f"rerunning session {session.session_id} of {shown(recording)} ({len(session.connections)} connection(s)"
+                  + (f" x {copies} copies" if copies > 1 else "") + f") against {shown(upstream)}; recording into "
+                  f"{shown(target)}",
                   highlight=False)
     try:
         result = run_async(go)
     except KeyboardInterrupt:
-        err.print(f"interrupted: what the rerun did so far is recorded in {target} (its newest session)",
+        err.print(f"interrupted: what the rerun did so far is recorded in {shown(target)} (its newest session)",
                   highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     report = Report("rerun", session, result.differences, copies, {
@@ -251,4 +252,4 @@ def _emit(report: Any, format: str, output: Path | None) -> None:
         out.file.write(text)
     else:
         output.write_text(text, encoding="utf-8")
-        err.print(f"{format} report written to {output} ({len(report.differences)} difference(s))", highlight=False)
+        err.print(f"{format} report written to {shown(output)} ({len(report.differences)} difference(s))", highlight=False)

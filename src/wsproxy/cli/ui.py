@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from wsproxy.cli.app import address_in_use, command, err, out, run_until_signal
+from wsproxy.cli.app import address_in_use, command, err, out, run_until_signal, shown
 from wsproxy.cli.options import LiveRecording, SessionOption, SqlTimeoutOption, positive
 
 PANEL = "Inspect a recording"
@@ -29,7 +29,7 @@ async def start_ui(reader: Any, listen: str, session: int | None, fallback: bool
             raise
         await server.start(host, 0)
     if host not in LOOPBACK:
-        err.print(f"[yellow]Warning:[/] the web view listens on {host}: anyone who can reach it and has "
+        err.print(f"[yellow]Warning:[/] the web view listens on {shown(host)}: anyone who can reach it and has "
                   "the URL's token can read the recording")
     return server
 
@@ -67,7 +67,7 @@ def ui(
         server = await start_ui(reader, listen, session_id, fallback=listen == DEFAULT_LISTEN)
         try:
             live = " (being recorded: the page follows it)" if reader.live else ""
-            err.print(f"serving {recording}{live} — open the URL below; Ctrl-C stops", highlight=False)
+            err.print(f"serving {shown(recording)}{live} — open the URL below; Ctrl-C stops", highlight=False)
             out.print(server.url, highlight=False, soft_wrap=True)
             if open_browser:
                 import webbrowser
