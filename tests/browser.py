@@ -25,3 +25,26 @@ def chromium_path() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def watch(tab) -> None:
+    """Make ``tab`` fail its test on any uncaught page error, any console error, and any error the page
+    shows (wsproxy's pages log what their error banner says as a console error too). A test that
+    provokes an error on purpose adds the text it expects to ``tab.allowed``."""
+    tab.errors = []
+    tab.allowed = []
+    tab.on("pageerror", lambda error: tab.errors.append(f"page error: {error}"))
+
+    def console(message) -> None:
+        if message.type == "error" and not any(text in message.text for text in tab.allowed):
+            tab.errors.append(f"console error: {message.text}")
+    tab.on("console", console)
+
+
+async def assert_clean(tab) -> None:
+    """No error happened, and none is shown now (see ``watch``)."""
+    assert tab.errors == [], tab.errors
+    banner = tab.locator("#error")
+    if not tab.is_closed() and await banner.count() and await banner.is_visible():
+        shown = await banner.inner_text()
+        assert any(text in shown for text in tab.allowed), f"the page shows an error: {shown}"

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from browser import assert_clean, watch
 from test_browser import browser  # noqa: F401 - the Chromium fixture
 
 from wsproxy.chat.client import ChatClient
@@ -76,12 +77,11 @@ async def page(browser):  # noqa: F811
     tab = await context.new_page()
     tab.requested = []  # every URL the page asked for: none may leave 127.0.0.1
     tab.on("request", lambda request: tab.requested.append(request.url))
-    tab.errors = []
-    tab.on("pageerror", lambda error: tab.errors.append(str(error)))
+    watch(tab)
     yield tab
+    await assert_clean(tab)
     await context.close()
     assert [url for url in tab.requested if not url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:"))] == []
-    assert tab.errors == []
 
 
 async def shot(page, name: str) -> None:
@@ -176,6 +176,7 @@ async def test_search_and_the_sql_filter_narrow_the_list(view, page) -> None:
     await until_matched(page, expected)
     assert "where=" in page.url  # the filter is in the link
     await shot(page, "filtered")
+    page.allowed += ["must be one condition", "status of 400"]  # the refusal, shown and logged on purpose
     await page.fill("input[name=where]", "1=1); DROP TABLE frame_store; SELECT (1")
     await page.click("#filters button[type=submit]")
     await page.locator("#error", has_text="must be one condition").wait_for()

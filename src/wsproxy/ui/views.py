@@ -110,7 +110,7 @@ async def connection(reader: Reader, conn_id: int) -> dict[str, Any]:
     loose = await reader.query("SELECT code, severity, message FROM violations WHERE conn_id = ? AND seq IS NULL "
                                "ORDER BY code", [conn_id])
     return {**(await connections(reader, session, conn_id))[0], "session": session,
-            "request_headers": _json_or_none(request_headers), "response_headers": _json_or_none(response_headers),
+            "request_headers": header_pairs(request_headers), "response_headers": header_pairs(response_headers),
             "subprotocol": subprotocol, "names": [row[0] for row in names.rows],
             "finding_codes": [row[0] for row in codes.rows],
             "findings": [_finding(*row) for row in loose.rows]}
@@ -280,6 +280,21 @@ def _when(code: str) -> str | None:
 
 def _marks(values: list[Any]) -> str:
     return ", ".join("?" * len(values))
+
+
+def header_pairs(text: str | None) -> list[list[str]]:
+    """Recorded headers (a JSON object, a repeated name's values as a list; an imported capture may
+    hold a list of pairs) as the [name, value] pairs the page lists, in order."""
+    found = _json_or_none(text)
+    items = found.items() if isinstance(found, dict) else found if isinstance(found, list) else []
+    pairs = []
+    for item in items:
+        if not (isinstance(item, (list, tuple)) and len(item) == 2):
+            continue
+        name, value = item
+        for one in value if isinstance(value, list) else [value]:
+            pairs.append([str(name), one if isinstance(one, str) else msgspec.json.encode(one).decode()])
+    return pairs
 
 
 def _json_or_none(text: str | None) -> Any:

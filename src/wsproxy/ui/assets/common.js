@@ -48,6 +48,7 @@ function clear(node, ...children) {
 
 function showError(message) {
   const bar = document.getElementById("error");
+  if (message) console.error(`wsproxy ui: ${message}`);  // what the page shows, the console says too (the tests read it)
   if (!bar) return;
   bar.hidden = !message;
   bar.textContent = message || "";

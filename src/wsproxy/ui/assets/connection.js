@@ -52,12 +52,13 @@ function rowAt(index) {
 }
 
 function setTotal(total) {
+  // said every time, also for 0: a connection the upstream refused has no frames, and the page says so
+  document.getElementById("matched").textContent = `${total.toLocaleString()} frame${total === 1 ? "" : "s"}`;
   if (total === state.total) return;
   const keep = scaled() || total * ROW > MAX_HEIGHT ? firstRow().index : null;
   const follow = atBottom() && state.total > 0;
   state.total = total;
   spacer.style.height = `${height()}px`;
-  document.getElementById("matched").textContent = `${total.toLocaleString()} frame${total === 1 ? "" : "s"}`;
   if (follow) list.scrollTop = list.scrollHeight;          // at the end: stay at the end (like tail -f)
   else if (keep !== null) scrollToIndex(keep, false);      // proportional scrolling: keep the same rows
 }
