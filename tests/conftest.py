@@ -46,7 +46,6 @@ from aiohttp import WSMsgType, web  # noqa: E402
 
 from wsproxy.record.session import RecordOptions, RecordSession  # noqa: E402
 
-
 FLOOD_SENT = [0]  # messages /flood managed to send (the test resets it)
 
 
@@ -69,7 +68,8 @@ def upstream_app() -> web.Application:
         ws = web.WebSocketResponse(protocols=("chat.v2", "chat.v1"), max_msg_size=32 * 1024 * 1024)
         await ws.prepare(request)
         if path == "/headers":
-            await ws.send_str(msgspec.json.encode({"headers": dict(request.headers), "query": request.rel_url.raw_query_string, "path": request.path,
+            await ws.send_str(msgspec.json.encode({"headers": dict(request.headers),
+                                                   "query": request.rel_url.raw_query_string, "path": request.path,
                                                    "protocol": ws.ws_protocol}).decode())
         if path == "/flood":
             chunk = "x" * int(request.query.get("size", "65536"))

@@ -69,9 +69,9 @@ def test_there_is_no_import_cycle_in_the_package() -> None:
         state[node] = 1
         for target in sorted(graph[node]):
             if state.get(target) == 1:
-                cycles.append(path[path.index(target):] + [target] if target in path else [node, target])
+                cycles.append([*path[path.index(target):], target] if target in path else [node, target])
             elif target not in state:
-                visit(target, path + [target])
+                visit(target, [*path, target])
         state[node] = 2
 
     for name in sorted(graph):

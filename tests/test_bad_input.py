@@ -43,10 +43,7 @@ def bad_file(kind: str, tmp) -> str:
             con.execute("CREATE TABLE customers (id INTEGER, name VARCHAR)")
     elif kind in DAMAGE:
         data = (Path(__file__).parent.parent / "fixtures" / "schema-v4-demo.duckdb").read_bytes()
-        if kind == "truncated":
-            data = data[:len(data) // 2]
-        else:
-            data = data[:16384] + bytes(range(256)) * 64 + data[16384 + 16384:]
+        data = data[:len(data) // 2] if kind == "truncated" else data[:16384] + bytes(range(256)) * 64 + data[16384 + 16384:]
         path.write_bytes(data)
     elif kind == "newer":
         with duckdb.connect(str(path)) as con:

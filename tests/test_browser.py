@@ -96,7 +96,7 @@ async def test_a_har_written_by_playwright_imports_with_the_times_it_was_sent(br
     rows = recorded(db, "SELECT epoch_us(f.ts), f.sender, f.msg_type, f.msg_id, epoch_us(c.opened_at), "
                         "json_extract(f.text, '$.timestamp')::DOUBLE FROM frames f JOIN connections c "
                         "USING (conn_id) ORDER BY f.seq")
-    for ts, sender, msg_type, msg_id, opened, stamp in rows:
+    for ts, _sender, _msg_type, _msg_id, opened, stamp in rows:
         assert before_us <= opened <= ts <= after_us, (ts, opened, before_us, after_us)
         assert abs(ts / 1e6 - stamp) < 2.0  # the envelope's own timestamp, set when it was sent
     assert [(s, t, i) for _, s, t, i, _, _ in rows][:4] == [

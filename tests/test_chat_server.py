@@ -156,7 +156,7 @@ async def test_fault_drop_response(faulty_chat_server) -> None:
 
 async def test_fault_duplicate_response(faulty_chat_server) -> None:
     server = await faulty_chat_server("duplicate-response")
-    alice, bob = await two_users(server)
+    alice, _bob = await two_users(server)
     responses = [m.msg_id for m in alice.received if m.msg_type == "response"]
     assert responses == ["alice-001", "alice-001", "alice-002", "alice-003"]
 

@@ -86,7 +86,7 @@ class Transcript:
 
 
 def _us(seconds: float) -> int:
-    return int(round(T0 * 1_000_000 + seconds * 1_000_000))
+    return round(T0 * 1_000_000 + seconds * 1_000_000)
 
 
 def only(transcript: Transcript, code: str) -> Finding:
@@ -187,7 +187,8 @@ def test_orphan_response() -> None:
 
 
 def test_pairing_is_per_connection() -> None:
-    t = Transcript().open(1).open(2).client(req("a", "subscribe"), conn=1).server(resp("a", {"lastEventId": 0, "count": 0}), conn=2)
+    t = (Transcript().open(1).open(2).client(req("a", "subscribe"), conn=1)
+         .server(resp("a", {"lastEventId": 0, "count": 0}), conn=2))
     t.server(resp("a", {"lastEventId": 0, "count": 0}), conn=1)
     assert t.codes == ["orphan-response"] and t.findings[0].conn_id == 2
 

@@ -100,7 +100,8 @@ def test_an_error_without_a_code_counts_as_a_protocol_error() -> None:
 
 
 def test_a_long_error_is_cut_to_fit_a_close_frame() -> None:
-    closing = play(("protocol_error", ("server", 1002, "x" * 500), [CloseLeg("client", 1002, ("server broke the protocol: " + "x" * 500)[:120])]))
+    closing = play(("protocol_error", ("server", 1002, "x" * 500),
+                    [CloseLeg("client", 1002, ("server broke the protocol: " + "x" * 500)[:120])]))
     assert len(closing.close_reason.encode()) <= 120
 
 

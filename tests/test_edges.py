@@ -16,6 +16,9 @@ import pytest
 from conftest import eventually, recorded
 from test_record_process import free_port
 
+UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+           "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}  # a handshake request's headers, for plain HTTP clients
+
 
 async def silent_server() -> tuple[asyncio.Server, int]:
     """Accepts TCP connections and never answers a byte: an upstream stuck before its handshake."""
@@ -35,9 +38,7 @@ async def test_an_upstream_that_never_answers_gets_504_with_why_within_the_conne
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(f"{session.url}/chat?user=a")
         assert refused.value.status == 504
-        async with http.get(f"{session.url}/chat?user=a", headers={"Upgrade": "websocket", "Connection": "Upgrade",
-                                                                  "Sec-WebSocket-Version": "13",
-                                                                  "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as response:
+        async with http.get(f"{session.url}/chat?user=a", headers=UPGRADE) as response:
             text = await response.text()
     assert loop.time() - started < 6
     assert "did not complete the WebSocket handshake within 1 s" in text
@@ -49,19 +50,16 @@ async def test_an_upstream_that_never_answers_gets_504_with_why_within_the_conne
 
 async def test_nothing_listening_upstream_gets_502_with_a_reason(proxy) -> None:
     session = await proxy(f"ws://127.0.0.1:{free_port()}")
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{session.url}/chat", headers={"Upgrade": "websocket", "Connection": "Upgrade",
-                                                           "Sec-WebSocket-Version": "13",
-                                                           "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as response:
-            assert response.status == 502
-            text = await response.text()
+    async with aiohttp.ClientSession() as http, http.get(f"{session.url}/chat", headers=UPGRADE) as response:
+        assert response.status == 502
+        text = await response.text()
     assert text.startswith("cannot reach upstream") and len(text.split(": ", 1)[1].strip()) > 5, text
 
 
 async def closed_by_peer(reader: asyncio.StreamReader, within: float) -> bool:
     try:
         return await asyncio.wait_for(reader.read(), within) == b""
-    except (asyncio.TimeoutError, ConnectionError):
+    except (TimeoutError, ConnectionError):
         return False
 
 

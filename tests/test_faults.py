@@ -41,18 +41,17 @@ async def test_a_client_that_stops_reading_holds_the_upstream_back(upstream, pro
 
 async def test_a_storm_of_pings_is_relayed_and_answered(upstream, proxy) -> None:
     session = await proxy(upstream)
-    async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(f"{session.url}/echo", autoping=False) as ws:
-            for n in range(2000):
-                await ws.ping(f"ping {n}".encode())
-            pongs = []
-            while len(pongs) < 2000:
-                msg = await ws.receive(timeout=10)
-                assert msg.type == aiohttp.WSMsgType.PONG
-                pongs.append(msg.data)
-            assert pongs == [f"ping {n}".encode() for n in range(2000)]
-            await ws.send_str("still fine")
-            assert (await ws.receive(timeout=5)).data == "still fine"
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{session.url}/echo", autoping=False) as ws:
+        for n in range(2000):
+            await ws.ping(f"ping {n}".encode())
+        pongs = []
+        while len(pongs) < 2000:
+            msg = await ws.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.PONG
+            pongs.append(msg.data)
+        assert pongs == [f"ping {n}".encode() for n in range(2000)]
+        await ws.send_str("still fine")
+        assert (await ws.receive(timeout=5)).data == "still fine"
     await session.stop()
     assert recorded(session.options.db, "SELECT kind, sender, count(*) FROM frames WHERE kind IN ('ping', 'pong') "
                                         "GROUP BY ALL ORDER BY 1") == [("ping", "client", 2000), ("pong", "server", 2000)]

@@ -9,8 +9,8 @@ import duckdb
 
 from conftest import recorded
 from wsproxy.chat.client import overview_flow
-from wsproxy.inspect.check import check_recording
 from wsproxy.core.inject import parse_rule
+from wsproxy.inspect.check import check_recording
 from wsproxy.store.schema import SCHEMA_VERSION
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

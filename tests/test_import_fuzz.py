@@ -119,7 +119,7 @@ def mutated_har(draw, text: str) -> str:
         if not isinstance(place, dict):
             continue
         keys = sorted(place) or ["x"]
-        key = draw(st.sampled_from(keys + ["startedDateTime", "time", "status", "opcode", "type"]))
+        key = draw(st.sampled_from([*keys, "startedDateTime", "time", "status", "opcode", "type"]))
         if draw(st.booleans()):
             place.pop(key, None)
         else:
@@ -146,8 +146,10 @@ def test_fuzzed_har_is_imported_or_refused_and_then_readable(sources, data) -> N
 @pytest.mark.parametrize("change,reason", [
     (lambda r: r.update(seq="1") if r["record"] == "frame" else None, "a frame record with a missing or wrong field (seq)"),
     (lambda r: r.pop("conn_id") if r["record"] == "frame" else None, "a frame record with a missing or wrong field (conn_id)"),
-    (lambda r: r.update(conn_id="1") if r["record"] == "connection" else None, "a connection record with a missing or wrong field (conn_id)"),
-    (lambda r: r.update(sender="both") if r["record"] == "frame" else None, "a frame record with a missing or wrong field (sender)"),
+    (lambda r: r.update(conn_id="1") if r["record"] == "connection" else None,
+     "a connection record with a missing or wrong field (conn_id)"),
+    (lambda r: r.update(sender="both") if r["record"] == "frame" else None,
+     "a frame record with a missing or wrong field (sender)"),
     (lambda r: r.update(kind="bogus") if r["record"] == "frame" else None, "a frame record with a missing or wrong field (kind)"),
     (lambda r: r.update(seq=1) if r["record"] == "frame" else None, "a frame whose seq repeats an earlier one of its connection"),
 ])

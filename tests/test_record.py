@@ -20,16 +20,16 @@ from hypothesis import strategies as st
 from conftest import eventually, recorded
 from wsproxy.chat.client import overview_flow, run_load
 from wsproxy.chat.server import CORE_KEY
-from wsproxy.record.session import ConfigError, RecordOptions, RecordSession, parse_listen, parse_upstream
-from wsproxy.core.protocol import decode
-from wsproxy.record import writer as recorder_module
-from wsproxy.store import files as store_files
-from wsproxy.record.writer import Recorder, split_by_size
-from wsproxy.store.files import RecordingError
-from wsproxy.store.batches import frames_table
 from wsproxy.clock import now_us
-from wsproxy.store.schema import DDL
+from wsproxy.core.protocol import decode
 from wsproxy.core.rows import frame_row
+from wsproxy.record import writer as recorder_module
+from wsproxy.record.session import ConfigError, RecordOptions, RecordSession, parse_listen, parse_upstream
+from wsproxy.record.writer import Recorder, split_by_size
+from wsproxy.store import files as store_files
+from wsproxy.store.batches import frames_table
+from wsproxy.store.files import RecordingError
+from wsproxy.store.schema import DDL
 
 TEXTS = ["hello", "", "unicode: héllo wörld ✓ 漢字 🎉", '{"type":"event","timestamp":1,"eventType":"typing"}',
          "not json at all {", "x" * (1024 * 1024)]
@@ -534,7 +534,7 @@ async def test_a_second_recorder_on_the_same_file_gets_a_clear_error(chat_server
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "wsproxy", "record", "--listen", "127.0.0.1:0", "--upstream", chat_server.url,
         "--db", str(session.options.db), "--quiet", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 30)
+    _out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "is open in another `wsproxy record`" in lines[0]

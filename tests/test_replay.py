@@ -11,6 +11,7 @@ import asyncio
 import io
 import json
 import time
+from datetime import UTC
 from pathlib import Path
 
 import aiohttp
@@ -18,9 +19,9 @@ import pytest
 
 from conftest import recorded
 from wsproxy.chat.client import ChatClient, overview_flow, run_load
+from wsproxy.core.replay_plan import ReplayPlan
 from wsproxy.inspect.check import check_recording
 from wsproxy.inspect.jsonl import write_jsonl
-from wsproxy.core.replay_plan import ReplayPlan
 from wsproxy.replay.server import start_replay
 from wsproxy.replay.source import load_recording, save_divergences
 from wsproxy.store.files import open_recording
@@ -151,8 +152,8 @@ def write_timed_recording(path: Path, gaps_ms: list[int]) -> None:
 
 
 def _iso(seconds: float) -> str:
-    from datetime import datetime, timezone
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat(timespec="microseconds")
+    from datetime import datetime
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="microseconds")
 
 
 async def arrival_gaps(url: str, count: int) -> list[float]:
@@ -162,7 +163,7 @@ async def arrival_gaps(url: str, count: int) -> list[float]:
         for _ in range(count):
             await ws.receive(timeout=10)
             times.append(time.perf_counter() - start)
-    return [b - a for a, b in zip([0.0, *times], times)]
+    return [b - a for a, b in zip([0.0, *times], times, strict=False)]
 
 
 @pytest.mark.parametrize("timing,expected", [(1.0, [0.1, 0.3, 0.2]), (0.5, [0.05, 0.15, 0.1])])
@@ -173,7 +174,7 @@ async def test_recorded_timing_honours_the_gaps(timing, expected, tmp_path) -> N
     running = await start_replay(session, ReplayPlan(session, scale=timing))
     gaps = await arrival_gaps(running.url, 3)
     await running.stop()
-    for got, want in zip(gaps, expected):
+    for got, want in zip(gaps, expected, strict=True):
         assert want - 0.02 <= got <= want + 0.15, gaps  # never early; late only by scheduling noise
 
 

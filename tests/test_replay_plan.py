@@ -102,7 +102,7 @@ def test_an_event_caused_by_another_client_connecting_waits_for_it() -> None:
     sends, _ = plan.client_message(1, "text", req("a1", "subscribe", {}), 1)
     assert [m["type"] for m in texts(sends)] == ["response"]
     sends = plan.connected(plan.bind("/chat", "user=B", {}, [], 0).slot, 2)
-    assert [(s.slot, m["eventType"]) for s, m in zip(sends, texts(sends))] == [(1, "online")]
+    assert [(s.slot, m["eventType"]) for s, m in zip(sends, texts(sends), strict=True)] == [(1, "online")]
 
 
 def test_the_response_carries_the_live_request_id() -> None:
@@ -120,7 +120,7 @@ def test_causality_across_connections_whatever_the_connect_order() -> None:
     plan.connected(plan.bind("/chat", "user=A", {}, [], 0).slot, 2)
     plan.client_message(1, "text", req("a1", "subscribe", {}), 3)
     sends, _ = plan.client_message(1, "text", req("a2", "new", {"chatId": "B", "message": "hi"}), 4)
-    assert [(s.slot, m["type"], m.get("eventType")) for s, m in zip(sends, texts(sends))] == [
+    assert [(s.slot, m["type"], m.get("eventType")) for s, m in zip(sends, texts(sends), strict=True)] == [
         (1, "response", None), (2, "event", "new")]
 
 
@@ -149,7 +149,8 @@ def test_loose_matching_takes_the_closest_and_reports_what_it_skipped() -> None:
 
 
 def test_loose_reports_a_payload_that_differs() -> None:
-    r = Rec().open(1, "user=A").client(1, req("r1", "new", {"chatId": "B", "message": "one"})).server(1, resp("r1", {"messageId": 1}))
+    r = (Rec().open(1, "user=A").client(1, req("r1", "new", {"chatId": "B", "message": "one"}))
+         .server(1, resp("r1", {"messageId": 1})))
     plan = ReplayPlan(r.session(), match="loose")
     plan.connected(plan.bind("/chat", "user=A", {}, [], 0).slot, 0)
     sends, divergences = plan.client_message(1, "text", req("q", "new", {"chatId": "B", "message": "changed"}), 1)
@@ -177,7 +178,8 @@ def test_closing_early_is_reported_and_releases_the_others() -> None:
 
 def test_the_server_closing_is_replayed_and_close_replies_are_not() -> None:
     r = Rec().open(1, "user=A").client(1, req("r1", "read", {"messageId": 1})).server(1, resp("r1", {}))
-    r.frame(1, "server", "going away", kind="close", close_code=4001).frame(1, "client", "going away", kind="close", close_code=4001)
+    r.frame(1, "server", "going away", kind="close", close_code=4001)
+    r.frame(1, "client", "going away", kind="close", close_code=4001)
     plan = ReplayPlan(r.session())
     plan.connected(plan.bind("/chat", "user=A", {}, [], 0).slot, 0)
     sends, _ = plan.client_message(1, "text", req("r1", "read", {"messageId": 1}), 1)

@@ -166,7 +166,7 @@ async def test_a_server_that_vanishes_mid_run_is_a_close_and_what_went_missing(f
 
 
 async def test_nothing_listening_is_one_clear_error(flow, unused_tcp_port) -> None:
-    with pytest.raises(UpstreamUnreachable, match="cannot reach the upstream ws://127.0.0.1:.*is the server running"):
+    with pytest.raises(UpstreamUnreachable, match=r"cannot reach the upstream ws://127\.0\.0\.1:.*is the server running"):
         await run_rerun(load_recording(flow), RerunOptions(upstream=f"ws://127.0.0.1:{unused_tcp_port}", db=flow))
 
 
@@ -181,7 +181,8 @@ async def serve(app: web.Application) -> tuple[str, web.AppRunner]:
 
 async def cli(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "wsproxy", *args, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.PIPE, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+                                                   stderr=asyncio.subprocess.PIPE,
+                                                   env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
     return process.returncode, stdout.decode(), stderr.decode()
 

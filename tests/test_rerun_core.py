@@ -10,10 +10,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsproxy.core.recorded import RecordedConnection, RecordedFrame, RecordedSession
-from wsproxy.core.rerun_compare import (Bindings, ConnectionComparison, PathError, Rules, close_difference,
-                                        compare_sessions, handshake_difference, parse_path)
-from wsproxy.core.rerun_plan import (RerunOptionError, Step, Variation, client_text, parse_header, parse_rename,
-                                     parse_vary, rebind_client_text, replay_headers, schedule)
+from wsproxy.core.rerun_compare import (
+    Bindings,
+    ConnectionComparison,
+    PathError,
+    Rules,
+    close_difference,
+    compare_sessions,
+    handshake_difference,
+    parse_path,
+)
+from wsproxy.core.rerun_plan import (
+    RerunOptionError,
+    Step,
+    Variation,
+    client_text,
+    parse_header,
+    parse_rename,
+    parse_vary,
+    rebind_client_text,
+    replay_headers,
+    schedule,
+)
 
 
 def frame(conn: int, seq: int, ts: int, sender: str, value=None, kind: str = "text", code: int | None = None):
@@ -159,7 +177,7 @@ def test_each_kind_of_difference() -> None:
 def test_ignored_paths_and_error_texts_are_left_out() -> None:
     recorded = [response("r1", {"error": {"code": "not_found", "message": "no message 125"}, "at": 1})]
     live = [response("r1", {"error": {"code": "not_found", "message": "no message 7"}, "at": 2})]
-    assert compare(recorded, live, Rules(ignores=Rules().ignores + (parse_path("payload.at"),))) == []
+    assert compare(recorded, live, Rules(ignores=(*Rules().ignores, parse_path("payload.at")))) == []
     assert [d[2] for d in compare(recorded, live)] == ["payload.at"]
 
 

@@ -7,8 +7,15 @@ import duckdb
 import msgspec
 import pytest
 
-from wsproxy.core.rows import (ConnectionClosed, ConnectionOpened, FrameRow, InjectionRow, ViolationRow, columns,
-                               frame_row)
+from wsproxy.core.rows import (
+    ConnectionClosed,
+    ConnectionOpened,
+    FrameRow,
+    InjectionRow,
+    ViolationRow,
+    columns,
+    frame_row,
+)
 from wsproxy.store.batches import arrow_table
 from wsproxy.store.schema import DDL
 

@@ -37,11 +37,10 @@ def test_record_listens_on_loopback_by_default_and_warns_otherwise() -> None:
 
 async def test_secrets_are_redacted_in_every_export(upstream, proxy, tmp_path) -> None:
     session = await proxy(upstream)
-    async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(f"{session.url}/echo?user=a&token={SECRET}",
-                                   headers={"Authorization": f"Bearer {SECRET}", "Cookie": f"sid={SECRET}"}) as ws:
-            await ws.send_str("hello")
-            await ws.receive(timeout=5)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{session.url}/echo?user=a&token={SECRET}",
+                               headers={"Authorization": f"Bearer {SECRET}", "Cookie": f"sid={SECRET}"}) as ws:
+        await ws.send_str("hello")
+        await ws.receive(timeout=5)
     await session.stop()
     db = str(session.options.db)
     for fmt, name in (("jsonl", "x.jsonl"), ("har", "x.har")):

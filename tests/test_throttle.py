@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from wsproxy.core.throttle import Throttle
-from wsproxy.core.protocol import Finding
 from wsproxy.cli.render import finding_text, safe
+from wsproxy.core.protocol import Finding
+from wsproxy.core.throttle import Throttle
 
 
 def test_a_storm_of_one_rule_shows_a_burst_then_a_summary() -> None:

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import recorded
 from rich.console import Console
 
+from conftest import recorded
 from wsproxy.chat.client import ChatClient
 from wsproxy.chat.faults import Faults
 from wsproxy.cli.demo import run_demo
+from wsproxy.ui import views
 from wsproxy.ui.filters import FilterError, FrameFilter
 from wsproxy.ui.reader import FileReader, RecorderReader
-from wsproxy.ui import views
 from wsproxy.ui.server import UiServer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -101,7 +101,8 @@ async def test_charts_add_up(served, faulty_demo) -> None:
     charts = await get(http, base(server) + "/api/charts")
     rate = charts["rate"]
     for sender in ("client", "server"):
-        messages = recorded(faulty_demo, "SELECT count(*) FROM frames WHERE sender = ? AND kind IN ('text', 'binary')", [sender])[0][0]
+        messages = recorded(faulty_demo, "SELECT count(*) FROM frames WHERE sender = ? AND kind IN ('text', 'binary')",
+                            [sender])[0][0]
         assert round(sum(rate[sender]) * rate["bucket_s"]) == messages
     types = recorded(faulty_demo, "SELECT payload_type, count(*) FROM exchanges GROUP BY 1")
     assert {row["payload_type"]: row["requests"] for row in charts["latency"]} == dict(types)
@@ -133,7 +134,8 @@ async def test_frames_page_in_order_with_pairs_and_findings(served, faulty_demo)
     gap = next(f for r in rows for f in r["findings"] if f["code"] == "event-id-gap")
     assert gap["when"] and gap["severity"] == "error"
     text = recorded(faulty_demo, "SELECT text FROM frames WHERE conn_id = ? AND seq = ?", [conn, rows[0]["seq"]])[0][0]
-    payload = recorded(faulty_demo, "SELECT payload::VARCHAR FROM frames WHERE conn_id = ? AND seq = ?", [conn, rows[0]["seq"]])[0][0]
+    payload = recorded(faulty_demo, "SELECT payload::VARCHAR FROM frames WHERE conn_id = ? AND seq = ?",
+                       [conn, rows[0]["seq"]])[0][0]
     assert rows[0]["preview"] == payload[:240] and payload in text  # the payload: type and id have columns
 
 
@@ -145,7 +147,8 @@ async def test_frames_page_in_order_with_pairs_and_findings(served, faulty_demo)
     ({"q": "HELLO"}, "contains(lower(text), 'hello')"),
     ({"finding": "any"}, "EXISTS (SELECT 1 FROM violations v WHERE v.conn_id = frames.conn_id AND v.seq = frames.seq)"),
     ({"where": "size > 100 AND sender = 'server' -- a comment ends with its line"}, "size > 100 AND sender = 'server'"),
-    ({"direction": "server", "type": "response", "q": "messageId"}, "sender = 'server' AND msg_type = 'response' AND text LIKE '%messageId%'"),
+    ({"direction": "server", "type": "response", "q": "messageId"},
+     "sender = 'server' AND msg_type = 'response' AND text LIKE '%messageId%'"),
 ])
 async def test_filters_narrow_as_sql_would(served, faulty_demo, query, where) -> None:
     server, http = served

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+
 from browser import assert_clean, watch
 from test_browser import browser  # noqa: F401 - the Chromium fixture
-
 from wsproxy.chat.client import ChatClient
 from wsproxy.ui.reader import RecorderReader
 from wsproxy.ui.server import UiServer
@@ -165,7 +165,8 @@ async def test_search_and_the_sql_filter_narrow_the_list(view, page) -> None:
     total = await matched(page)
     await page.fill("input[name=q]", "HELLO 1")
     await page.press("input[name=q]", "Enter")
-    expected = recorded_live(view, f"SELECT count(*) FROM frames WHERE conn_id = {conn} AND contains(lower(text), 'hello 1')")[0][0]
+    expected = recorded_live(view, f"SELECT count(*) FROM frames WHERE conn_id = {conn} "
+                                   "AND contains(lower(text), 'hello 1')")[0][0]
     await until_matched(page, expected)
     assert 0 < expected < total and await page.locator("#rows .frame-row").count() == expected
     await page.fill("input[name=q]", "")

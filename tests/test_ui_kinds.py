@@ -10,18 +10,17 @@ import asyncio
 import io
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
+from rich.console import Console
+
 from browser import assert_clean, watch
 from conftest import upstream_app
-from rich.console import Console
 from test_browser import browser  # noqa: F401 - the Chromium fixture
-
 from wsproxy.chat.client import ChatError, overview_flow
 from wsproxy.chat.faults import Faults
 from wsproxy.chat.server import start_chat_server
@@ -137,9 +136,9 @@ async def test_every_page_of_every_kind_of_recording_draws_without_an_error(reco
     base = server.url.split("/?")[0]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
-        async with aiohttp.ClientSession(headers={"X-Wsproxy-Token": server.token}) as http:
-            async with http.get(f"{base}/api/summary") as response:
-                sessions = [s["id"] for s in (await response.json())["sessions"]]
+        async with aiohttp.ClientSession(headers={"X-Wsproxy-Token": server.token}) as http, \
+                http.get(f"{base}/api/summary") as response:
+            sessions = [s["id"] for s in (await response.json())["sessions"]]
         for session in sessions:  # every session: an import, a rerun and a refused upstream each add one
             await tab.goto(f"{base}/?token={server.token}&session={session}")
             rows = tab.locator("#connections tr.connection")

@@ -28,17 +28,17 @@ def aiohttp_limit(max_message_size: int) -> int:
 
 def upstream_headers(ws: ClientWebSocketResponse) -> list[tuple[str, str]]:
     """The headers of the upstream's 101 response (the client response object is private)."""
-    return list(ws._response.headers.items())  # noqa: SLF001
+    return list(ws._response.headers.items())
 
 
 def errors_as_messages(ws: web.WebSocketResponse) -> None:
     """Make the server-side leg return a protocol error as an ERROR message (see ``_ErrorsAsMessages``)."""
-    ws._reader = _ErrorsAsMessages(ws._reader)  # noqa: SLF001 - the frame queue receive() reads
+    ws._reader = _ErrorsAsMessages(ws._reader)
 
 
 def coalesce_writes(ws: Any) -> None:
     """Send the frames written during one event-loop turn in one ``send()`` (``_CoalescingTransport``)."""
-    writer = ws._writer  # noqa: SLF001 - aiohttp has no public hook for its frame writer's transport
+    writer = ws._writer
     if writer is not None and writer.transport is not None:
         writer.transport = _CoalescingTransport(writer.transport, asyncio.get_running_loop())
 
@@ -47,11 +47,11 @@ def drop(ws: Any) -> None:
     """End a connection whose closing handshake is complete (both close frames sent), or that can no
     longer take part in one: aiohttp's close() would send another close frame and wait for a reply."""
     if isinstance(ws, web.WebSocketResponse):
-        ws._set_closed()  # noqa: SLF001 - aiohttp has no public "handshake done, close the socket"
-        ws._close_transport()  # noqa: SLF001
+        ws._set_closed()
+        ws._close_transport()
     else:
-        ws._closed = True  # noqa: SLF001
-        ws._response.close()  # noqa: SLF001
+        ws._closed = True
+        ws._response.close()
 
 
 def went_away(request: web.BaseRequest) -> web.Response:
@@ -91,7 +91,7 @@ class _ErrorsAsMessages:
     4.*, 5.15: NON-STRICT); returned as a message, the relay closes in order instead. After the
     error every read raises it, so aiohttp's own close() still ends the connection."""
 
-    __slots__ = ("_queue", "_failed")
+    __slots__ = ("_failed", "_queue")
 
     def __init__(self, queue: Any) -> None:
         self._queue = queue
@@ -120,7 +120,7 @@ class _CoalescingTransport:
     close frame is never left behind when aiohttp closes the transport right after it.
     """
 
-    __slots__ = ("_transport", "_chunks", "_loop")
+    __slots__ = ("_chunks", "_loop", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport

@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
-from wsproxy.core import payloads
 from wsproxy.chat.faults import Faults
+from wsproxy.core import payloads
 from wsproxy.core.protocol import Event, ParsedMessage, Request, decode
 
 Outgoing = tuple[int, str | bytes]  # (connection id, text or binary frame)

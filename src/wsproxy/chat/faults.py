@@ -58,10 +58,7 @@ class Faults:
         if name not in self.rates:
             return False
         rate = self.rates[name]
-        if rate is None:
-            hit = name not in self.fired
-        else:
-            hit = rate >= 1.0 or self._random.random() < rate
+        hit = name not in self.fired if rate is None else rate >= 1.0 or self._random.random() < rate
         if hit:
             self.fired[name] = self.fired.get(name, 0) + 1
         return hit

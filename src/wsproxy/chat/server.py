@@ -105,7 +105,8 @@ class RunningServer:
 async def start_chat_server(host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None,
                             first_message_id: int = 1) -> RunningServer:
     """Start the chat server on host:port (0: a free port) and return it running."""
-    runner = web.AppRunner(make_app(faults, first_message_id=first_message_id), handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(make_app(faults, first_message_id=first_message_id), handle_signals=False, access_log=None,
+                           shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

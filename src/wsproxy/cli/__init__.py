@@ -12,8 +12,9 @@ from typing import Annotated
 import typer
 
 from wsproxy import __version__
+
 # imported in the order --help lists them
-from wsproxy.cli import record, inspect, ui, replay, rerun, files, chat  # noqa: F401, I001 - registers the commands
+from wsproxy.cli import chat, files, inspect, record, replay, rerun, ui  # noqa: F401 - registers the commands
 from wsproxy.cli.app import app, out
 
 __all__ = ["app", "entry"]

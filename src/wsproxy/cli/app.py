@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import inspect
+import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine

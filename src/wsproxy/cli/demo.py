@@ -10,13 +10,13 @@ from rich.table import Table
 from rich.text import Text
 
 from wsproxy.chat.client import ChatError, overview_flow
-from wsproxy.chat.server import start_chat_server
-from wsproxy.core.errors import UserError
 from wsproxy.chat.faults import Faults
-from wsproxy.record.session import RecordOptions, RecordSession
+from wsproxy.chat.server import start_chat_server
 from wsproxy.cli.app import shown
 from wsproxy.cli.render import severity_counts
 from wsproxy.cli.status import show_findings
+from wsproxy.core.errors import UserError
+from wsproxy.record.session import RecordOptions, RecordSession
 
 EXAMPLE_QUERY = """SELECT c.query AS who, f.sender, f.msg_type, coalesce(f.payload_type, f.event_type) AS kind,
        count(*) AS messages
@@ -86,11 +86,13 @@ def print_summary(db: Path, session_id: int, console: Console) -> None:
                   f"`wsproxy diagram {shown(db)}` prints the Mermaid text)")
     console.print("Go on:\n"
                   f"  wsproxy check {db}                       the findings, grouped by connection and rule\n"
-                  f"  wsproxy ui {db}                          browse it in a web page: connections, frames, pairs, findings, charts\n"
+                  f"  wsproxy ui {db}                          browse it in a web page: connections, frames, pairs, "
+                  "findings, charts\n"
                   f"  wsproxy show {db}                        the timeline, with latency and findings\n"
                   f"  wsproxy replay {db}                      serve it back to your client as a mock server\n"
                   f"  duckdb {db} \"SELECT * FROM exchanges\"   requests paired with responses, with latency\n"
                   f"  duckdb {db} \"SELECT * FROM frames LIMIT 20\"   (or any DuckDB client)\n"
-                  "  wsproxy demo --faults duplicate-response,skip-event-id,binary   watch the checker catch a misbehaving server\n"
+                  "  wsproxy demo --faults duplicate-response,skip-event-id,binary   watch the checker catch a "
+                  "misbehaving server\n"
                   "  wsproxy chat-server --port 8765 &   then   wsproxy record --upstream ws://127.0.0.1:8765\n"
                   "  and point your own client at ws://127.0.0.1:8080/chat?user=NAME", markup=False, highlight=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -54,7 +54,7 @@ def import_(
     source: Annotated[Path, typer.Argument(help="A HAR file (Chrome, Firefox, mitmproxy, Playwright, ...) or a "
                                                 "wsproxy JSONL export.")],
     db: Annotated[Path, typer.Option(help="The recording to add it to, as a new session (created if missing).")],
-    label: Annotated[Optional[str], typer.Option(help="A name for the new session (default: the file name).")] = None,
+    label: Annotated[str | None, typer.Option(help="A name for the new session (default: the file name).")] = None,
 ) -> None:
     """Import a capture as a new session, parsed like recorded traffic.
 

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from wsproxy.cli import options
 from wsproxy.cli.app import command, err, out, shown
-from wsproxy.cli.options import (REPORT_FORMATS, TABLE_FORMATS, FailOnOption, LiveRecording, ProfileOption, Recording,
-                                 ReportFormat, SessionOption, SqlTimeoutOption, TableFormat, choice, positive)
+from wsproxy.cli.options import (
+    REPORT_FORMATS,
+    TABLE_FORMATS,
+    FailOnOption,
+    LiveRecording,
+    ProfileOption,
+    Recording,
+    ReportFormat,
+    SessionOption,
+    SqlTimeoutOption,
+    TableFormat,
+    choice,
+    positive,
+)
 from wsproxy.core.errors import EXIT_FOUND, EXIT_OK, UserError
 
 PANEL = "Inspect a recording"
@@ -40,8 +52,8 @@ def check(
 
       wsproxy check today.duckdb --profile strict.toml --fail-on warning
     """
-    from wsproxy.inspect.check import check_recording
     from wsproxy.cli.render import check_report_json, print_check_report
+    from wsproxy.inspect.check import check_recording
 
     choice("--format", format, REPORT_FORMATS)
     options.fail_on(fail_on)
@@ -82,8 +94,8 @@ def query(
 
       wsproxy query today.duckdb "SELECT user_name, count(*) FROM messages GROUP BY 1" --format markdown
     """
-    from wsproxy.store.query import run_query
     from wsproxy.cli.render import print_result
+    from wsproxy.store.query import run_query
 
     fmt = choice("--format", format, TABLE_FORMATS)
     result = run_query(recording, sql, timeout=positive("--sql-timeout", sql_timeout))
@@ -136,7 +148,7 @@ def connections(
 @command(panel=PANEL)
 def show(
     recording: LiveRecording,
-    conn: Annotated[Optional[int], typer.Argument(help="Only this connection.")] = None,
+    conn: Annotated[int | None, typer.Argument(help="Only this connection.")] = None,
     session_id: SessionOption = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep showing new frames as they are recorded.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many frames (without --follow).")] = 10_000,
@@ -180,9 +192,9 @@ def show(
 def diagram(
     recording: Recording,
     session_id: SessionOption = None,
-    conns: Annotated[Optional[str], typer.Option("--connections", help="Only these connections, e.g. 1,3.")] = None,
+    conns: Annotated[str | None, typer.Option("--connections", help="Only these connections, e.g. 1,3.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many messages.")] = 200,
-    output: Annotated[Optional[Path], typer.Option(
+    output: Annotated[Path | None, typer.Option(
         "-o", "--output", help="Write to FILE: .svg (drawn by wsproxy), .html (a page with the SVG, works "
                                "offline), .png/.pdf (needs the Mermaid CLI, mmdc), anything else: Mermaid text.")] = None,
 ) -> None:

@@ -6,7 +6,7 @@ Values are checked here too, so a bad one gives the same one-line error (exit 2)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -15,16 +15,16 @@ from wsproxy.core.errors import UserError
 Recording = Annotated[Path, typer.Argument(help="A DuckDB file written by `wsproxy record`.")]
 LiveRecording = Annotated[Path, typer.Argument(
     help="A DuckDB file written by `wsproxy record` (also while it records).")]
-SessionOption = Annotated[Optional[int], typer.Option(
+SessionOption = Annotated[int | None, typer.Option(
     "--session", help="Session (default: the newest; `wsproxy sessions FILE` lists them).")]
-ProfileOption = Annotated[Optional[Path], typer.Option(
+ProfileOption = Annotated[Path | None, typer.Option(
     "--profile", help="A protocol profile (TOML) to check with instead of the built-in chat profile; "
                       "see docs/checks.md.")]
 
 NoRedactOption = Annotated[bool, typer.Option(
     "--no-redact", help="Keep Authorization/Cookie headers and token query values in the recording.")]
 InsecureOption = Annotated[bool, typer.Option("--insecure", help="Do not verify the wss:// upstream's certificate.")]
-CaOption = Annotated[Optional[str], typer.Option("--ca", help="Trust this CA file for a wss:// upstream.")]
+CaOption = Annotated[str | None, typer.Option("--ca", help="Trust this CA file for a wss:// upstream.")]
 
 FAIL_ON_HELP = "Exit 1 if findings of this severity (or worse) were seen: error, warning or none."
 FailOnOption = Annotated[str, typer.Option("--fail-on", help=FAIL_ON_HELP)]

@@ -13,7 +13,6 @@ from rich.text import Text
 from wsproxy.cli import options
 from wsproxy.cli.app import LOOPS, command, err, out, run_async, run_until_signal, shown
 from wsproxy.cli.options import REPORT_FORMATS, FailOnOption, ProfileOption, choice
-
 from wsproxy.core.errors import EXIT_FOUND, UserError
 
 if TYPE_CHECKING:
@@ -25,7 +24,8 @@ PANEL = "Record"
 
 @command(panel=PANEL)
 def record(
-    listen: Annotated[str, typer.Option(help="HOST:PORT for clients to connect to (loopback unless you say otherwise).")] = "127.0.0.1:8080",
+    listen: Annotated[str, typer.Option(help="HOST:PORT for clients to connect to (loopback unless you say otherwise).")]
+    = "127.0.0.1:8080",
     upstream: Annotated[str, typer.Option(help="The real server: ws:// or wss:// URL; a path prefix is kept.")] = "ws://127.0.0.1:8765",
     db: Annotated[Path, typer.Option(help="DuckDB file to record into (a new session is appended).")] = Path("wsproxy.duckdb"),
     label: Annotated[str | None, typer.Option(help="A name for this session.")] = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -13,10 +13,10 @@ from wsproxy.cli.app import safe
 from wsproxy.core.protocol import Finding
 
 if TYPE_CHECKING:
-    from wsproxy.inspect.check import CheckReport
-    from wsproxy.store.sql import QueryResult
     from wsproxy.core.replay_plan import Divergence
+    from wsproxy.inspect.check import CheckReport
     from wsproxy.inspect.timeline import TimelineRow
+    from wsproxy.store.sql import QueryResult
 
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -106,7 +106,7 @@ def print_check_report(report: CheckReport, console: Console, max_per_rule: int 
 def _iso(ts_us: int | None) -> str | None:
     if ts_us is None:
         return None
-    return datetime.fromtimestamp(ts_us / 1_000_000, tz=timezone.utc).isoformat(timespec="microseconds")
+    return datetime.fromtimestamp(ts_us / 1_000_000, tz=UTC).isoformat(timespec="microseconds")
 
 
 def print_result(result: QueryResult, fmt: str, console: Console, out: Any) -> None:

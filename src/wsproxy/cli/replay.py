@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -25,17 +25,17 @@ def replay(
                                              "scale:F: gaps times F (scale:0.5 = twice as fast).")] = "asap",
     match: Annotated[str, typer.Option(help="strict: the same messages as recorded (ids and timestamps aside); "
                                             "loose: same type and payloadType, closest payload.")] = "strict",
-    bind: Annotated[Optional[str], typer.Option(help="Bind clients to recorded connections by query:NAME or "
+    bind: Annotated[str | None, typer.Option(help="Bind clients to recorded connections by query:NAME or "
                                                      "header:NAME instead of path and query.")] = None,
     loop: Annotated[bool, typer.Option("--loop", help="Start over when every recorded connection was replayed.")] = False,
-    report: Annotated[Optional[Path], typer.Option(help="Append divergences to this JSONL file (default: the "
+    report: Annotated[Path | None, typer.Option(help="Append divergences to this JSONL file (default: the "
                                                         "recording's replay_divergences table).")] = None,
     fail_on_divergence: Annotated[bool, typer.Option("--fail-on-divergence",
                                                      help="Exit 1 if any client diverged from the recording.")] = False,
-    inject: Annotated[Optional[list[str]], typer.Option(
+    inject: Annotated[list[str] | None, typer.Option(
         help="Misbehave on purpose in what the mock server sends, as `record --inject` (repeatable; "
              "docs/inject.md), e.g. 'drop response type=new once'.")] = None,
-    inject_file: Annotated[Optional[Path], typer.Option(help="The same rules as \\[\\[inject]] tables in TOML.")] = None,
+    inject_file: Annotated[Path | None, typer.Option(help="The same rules as \\[\\[inject]] tables in TOML.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for rate= rules.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final summary.")] = False,
 ) -> None:

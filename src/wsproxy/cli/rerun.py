@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import msgspec
 import typer
@@ -16,15 +16,15 @@ from wsproxy.core.errors import EXIT_FOUND, EXIT_INTERRUPTED, UserError
 PANEL = "Replay"
 RERUN_FORMATS = ("text", "json", "junit")
 
-IgnoreOption = Annotated[Optional[list[str]], typer.Option(
+IgnoreOption = Annotated[list[str] | None, typer.Option(
     "--ignore", help="A JSON path to leave out of the comparison, e.g. payload.serverTime or "
                      "payload.items[*].etag (repeatable).")]
-RebindOption = Annotated[Optional[list[str]], typer.Option(
+RebindOption = Annotated[list[str] | None, typer.Option(
     "--rebind", help="A JSON path whose value the server generates (recorded 125, live 7: sent and compared "
                      "as the live one). Message and event ids of the chat protocol are built in; a profile's "
                      "\\[rerun] rebind adds more (repeatable).")]
 FormatOption = Annotated[str, typer.Option("--format", help="text (default), json, or junit (with -o FILE).")]
-OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to FILE "
+OutputOption = Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to FILE "
                                                                                  "instead of standard output.")]
 
 
@@ -43,21 +43,21 @@ def _rules(ignore: list[str] | None, rebind: list[str] | None, profile: Any) -> 
 def rerun(
     recording: Annotated[Path, typer.Argument(help="A DuckDB recording, a JSONL export or a HAR file.")],
     upstream: Annotated[str, typer.Option(help="The live server to rerun against, e.g. ws://127.0.0.1:8765.")],
-    session_id: Annotated[Optional[int], typer.Option(
+    session_id: Annotated[int | None, typer.Option(
         "--session", help="Session to rerun (default: the newest that is not itself a rerun).")] = None,
-    db: Annotated[Optional[Path], typer.Option(help="Record the rerun here as a new session (default: the "
+    db: Annotated[Path | None, typer.Option(help="Record the rerun here as a new session (default: the "
                                                     "recording itself if DuckDB, else FILE.rerun.duckdb beside it).")] = None,
     wait: Annotated[float, typer.Option(min=0.0, help="Seconds to wait for the server messages a client message "
                                                       "was recorded after.")] = 5.0,
-    header: Annotated[Optional[list[str]], typer.Option(
+    header: Annotated[list[str] | None, typer.Option(
         help="NAME:VALUE sent with every handshake, e.g. for a header the recording redacted (repeatable).")] = None,
     ignore: IgnoreOption = None,
     rebind: RebindOption = None,
     copies: Annotated[int, typer.Option(min=1, help="Run this many copies of the session at once (load).")] = 1,
-    vary: Annotated[Optional[list[str]], typer.Option(
+    vary: Annotated[list[str] | None, typer.Option(
         help="query:NAME or header:NAME: append the copy number to that value, wherever it appears, so that "
              "the copies stay apart (repeatable).")] = None,
-    rename: Annotated[Optional[list[str]], typer.Option(
+    rename: Annotated[list[str] | None, typer.Option(
         help="FROM=TO substituted per copy in the URL, headers and payload strings; {copy} in TO is the copy "
              "number (repeatable).")] = None,
     format: FormatOption = "text",
@@ -144,7 +144,7 @@ def rerun(
 @command(panel=PANEL)
 def diff(
     recording: Annotated[Path, typer.Argument(help="A DuckDB recording (or JSONL export) holding both sessions.")],
-    sessions: Annotated[Optional[list[int]], typer.Option(
+    sessions: Annotated[list[int] | None, typer.Option(
         "--session", help="The two sessions to compare, expected first: --session 1 --session 2 "
                           "(default: the two newest).")] = None,
     against: Annotated[Path | None, typer.Option(

@@ -10,10 +10,10 @@ import msgspec
 from rich.console import Console
 from rich.text import Text
 
-from wsproxy.core.throttle import Throttle
-from wsproxy.core.protocol import Finding
-from wsproxy.record.session import RecordSession
 from wsproxy.cli.render import finding_text, severity_counts
+from wsproxy.core.protocol import Finding
+from wsproxy.core.throttle import Throttle
+from wsproxy.record.session import RecordSession
 
 
 class Rates:

@@ -99,8 +99,8 @@ def parse_rule(text: str) -> Rule:
     if action is None:
         raise RuleError(f"in {text!r}: no action; start with one of: {', '.join(ACTIONS)}")
     rule = Rule(" ".join(words), **action, **fields)
-    if rule.envelope == "request" and rule.sender == "server" or rule.envelope in ("response", "event") \
-            and rule.sender == "client":
+    if (rule.envelope == "request" and rule.sender == "server") or (rule.envelope in ("response", "event") \
+            and rule.sender == "client"):
         raise RuleError(f"in {text!r}: a {rule.envelope} never goes {'to-client' if rule.sender == 'server' else 'to-server'}")
     if sum(x is not None and x is not False for x in (rule.once or None, rule.nth, rule.rate)) > 1:
         raise RuleError(f"in {text!r}: once, nth= and rate= each say when; use one")
@@ -120,7 +120,7 @@ def _action(name: str, eq: str, value: str, where: str) -> dict | None:
 
 def _close_code(value: str, word: str) -> int:
     code = _integer(value, word, 1000, 4999)
-    if code in (1004, 1005, 1006, 1015) or 1012 <= code <= 2999 and code not in (1012, 1013, 1014):
+    if code in (1004, 1005, 1006, 1015) or (1012 <= code <= 2999 and code not in (1012, 1013, 1014)):
         raise RuleError(f"{word}: {code} cannot be sent in a close frame; use 1000-1003, 1007-1014 or 3000-4999")
     return code
 
@@ -294,7 +294,7 @@ class Injector:
                 continue
             self._matched[index] += 1
             nth = self._matched[index]
-            if rule.once and nth != 1 or rule.nth is not None and nth != rule.nth:
+            if (rule.once and nth != 1) or (rule.nth is not None and nth != rule.nth):
                 continue
             if rule.rate is not None and self._random.random() >= rule.rate:
                 continue

@@ -6,7 +6,7 @@ Core module: standard library only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -60,5 +60,5 @@ def iso_to_us(text: str | None) -> int | None:
         raise ValueError(f"{text!r} is not an ISO 8601 time")
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp()) * 1_000_000 + moment.microsecond

@@ -52,7 +52,7 @@ def show_path(path: Path) -> str:
 
 
 def _matches(pattern: Path, path: Path) -> bool:
-    return len(pattern) == len(path) and all(p == "*" or p == q for p, q in zip(pattern, path))
+    return len(pattern) == len(path) and all(p == "*" or p == q for p, q in zip(pattern, path, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,15 +195,15 @@ class _Walk:
         if isinstance(expected, dict) and isinstance(got, dict):
             for name, value in expected.items():
                 if name in got:
-                    self.compare(path + (name,), value, got[name])
-                elif not self._ignored(path + (name,)):
-                    self.changes.append(_FieldChange(path + (name,), "missing-field", value, None))
+                    self.compare((*path, name), value, got[name])
+                elif not self._ignored((*path, name)):
+                    self.changes.append(_FieldChange((*path, name), "missing-field", value, None))
             for name in got.keys() - expected.keys():
-                if not self._ignored(path + (name,)):
-                    self.changes.append(_FieldChange(path + (name,), "unexpected-field", None, got[name]))
+                if not self._ignored((*path, name)):
+                    self.changes.append(_FieldChange((*path, name), "unexpected-field", None, got[name]))
         elif isinstance(expected, list) and isinstance(got, list):
-            for index, (a, b) in enumerate(zip(expected, got)):
-                self.compare(path + (index,), a, b)
+            for index, (a, b) in enumerate(zip(expected, got, strict=False)):
+                self.compare((*path, index), a, b)
             if len(expected) != len(got):
                 self.changes.append(_FieldChange(path, "changed", expected, got))
         elif _type_name(expected) != _type_name(got):
@@ -353,7 +353,7 @@ def compare_sessions(recorded: RecordedSession, other: RecordedSession, rules: R
     rules = rules or Rules()
     bindings = Bindings()
     out: list[Difference] = []
-    for conn, live in zip(recorded.connections, other.connections):
+    for conn, live in zip(recorded.connections, other.connections, strict=False):
         refused = handshake_difference(conn, live.status, live.close_reason)
         if refused is not None:
             out.append(refused)

@@ -226,7 +226,7 @@ def redact_query(query: str, redact: bool = True) -> str:
         return query
 
     def one(match: re.Match[str]) -> str:
-        name, equals, value = match.groups()
+        name, equals, _value = match.groups()
         if equals and unquote_plus(name).lower() in SECRET_QUERY_NAMES:
             return f"{name}={REDACTED}"
         return match.group(0)

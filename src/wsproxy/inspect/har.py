@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeGuard
 from urllib.parse import parse_qsl, urlsplit
 
@@ -139,7 +139,7 @@ def message_time(at: float, opened_us: int) -> int | None:
     it is no plausible time for a message of a connection opened at ``opened_us``."""
     us = at * 1_000 if at > MILLISECONDS_ABOVE else at * 1_000_000  # a float until it is known to be plausible
     if opened_us - EARLY_SLACK_US <= us <= opened_us + LONGEST_CONNECTION_US:
-        return int(round(us))
+        return round(us)
     return None
 
 
@@ -211,6 +211,6 @@ def _header_object(headers: Any) -> dict[str, Any]:
 
 
 def _iso(us: int) -> str:
-    return datetime.fromtimestamp(us / 1_000_000, tz=timezone.utc).isoformat(timespec="milliseconds") \
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC).isoformat(timespec="milliseconds") \
         .replace("+00:00", "Z")
 

@@ -8,15 +8,16 @@ describes every field.
     {"record": "wsproxy-jsonl", "version": 1, "wsproxy_version": "0.1.0"}
     {"record": "session", "session_id": 1, "label": "demo", "started_at": "...", ...}
     {"record": "connection", "conn_id": 1, "path": "/chat", "query": "user=User1", ...}
-    {"record": "frame", "conn_id": 1, "seq": 1, "ts": "2026-11-25T19:52:08.123456+00:00", "sender": "client", "kind": "text", "text": "..."}
+    {"record": "frame", "conn_id": 1, "seq": 1, "ts": "2026-11-25T19:52:08.123456+00:00", "sender": "client",
+     "kind": "text", "text": "..."}
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
 
@@ -45,10 +46,10 @@ def write_jsonl(con: duckdb.DuckDBPyConnection, session_id: int | None, out: IO[
     out.write(_line({"record": FORMAT, "version": VERSION, "wsproxy_version": __version__}))
     row = con.execute(f"SELECT {', '.join(SESSION_FIELDS)} FROM sessions WHERE session_id = ?",
                       [info.session_id]).fetchone()
-    out.write(_line({"record": "session", **{k: _plain(v) for k, v in zip(SESSION_FIELDS, row)}}))
+    out.write(_line({"record": "session", **{k: _plain(v) for k, v in zip(SESSION_FIELDS, row, strict=True)}}))
     for row in con.execute(f"SELECT {', '.join(CONNECTION_FIELDS)} FROM connections WHERE session_id = ? "
                            f"ORDER BY conn_id", [info.session_id]).fetchall():
-        values = {k: _plain(v) for k, v in zip(CONNECTION_FIELDS, row)}
+        values = {k: _plain(v) for k, v in zip(CONNECTION_FIELDS, row, strict=True)}
         for key in ("request_headers", "response_headers"):
             values[key] = msgspec.json.decode(values[key]) if values[key] else None
         out.write(_line({"record": "connection", **values}))
@@ -152,7 +153,7 @@ def read_jsonl(path: Path) -> JsonlFile:
     connections: dict[int, tuple[ConnectionRecord, RecordedConnection]] = {}
     seqs: set[tuple[int, int]] = set()
     frames: list[FrameRecord] = []
-    for number, record in _records(path):
+    for _number, record in _records(path):
         kind = record["record"]
         try:
             if kind == "session":
@@ -249,7 +250,7 @@ def _line(record: dict[str, Any]) -> str:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
     return value
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsproxy.store.sql import QueryResult
 from wsproxy.store.query import run_query
 from wsproxy.store.schema import USER_NAME_SQL
+from wsproxy.store.sql import QueryResult
 
 SESSIONS_SQL = """
 SELECT s.session_id, s.label, s.started_at, s.ended_at,

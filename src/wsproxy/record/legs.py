@@ -60,7 +60,7 @@ async def close(ws: Any, code: int, message: bytes) -> None:
     to ours) the transport ends; a peer that does not finish in time is dropped."""
     try:
         await asyncio.wait_for(ws.close(code=code, message=message), CLOSE_TIMEOUT)
-    except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+    except (TimeoutError, ConnectionError, RuntimeError):
         drop(ws)
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import aiohttp
@@ -26,8 +26,16 @@ from wsproxy.core.rows import ConnectionOpened, frame_row, redact_headers, redac
 from wsproxy.record.injection import relay_injected, send_held, settle
 from wsproxy.record.legs import CLOSE_TIMEOUT, Conn, carry_out
 from wsproxy.record.writer import Recorder
-from wsproxy.ws import (DEFAULT_MAX_MESSAGE, aiohttp_limit, bound_pending, coalesce_writes, drop, errors_as_messages,
-                        upstream_headers, went_away)
+from wsproxy.ws import (
+    DEFAULT_MAX_MESSAGE,
+    aiohttp_limit,
+    bound_pending,
+    coalesce_writes,
+    drop,
+    errors_as_messages,
+    upstream_headers,
+    went_away,
+)
 
 ClosedBy = Literal["client", "server", "proxy"]
 
@@ -90,6 +98,7 @@ class Relay:
         self.stopped_reason: str | None = None
         self.on_notice: Callable[[str], None] = lambda message: None  # said once per episode, not per event
         self._sockets: set[web.WebSocketResponse] = set()
+        self._closing: set[asyncio.Future[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._saturated = False
 
@@ -132,7 +141,9 @@ class Relay:
         """The recording failed: refuse new clients and close the open ones (1011)."""
         self.stopped_reason = reason
         for ws in list(self._sockets):
-            asyncio.ensure_future(ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"wsproxy cannot record"))
+            task = asyncio.ensure_future(ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"wsproxy cannot record"))
+            self._closing.add(task)  # referenced until done: the loop keeps only weak references to tasks
+            task.add_done_callback(self._closing.discard)
 
     # --- one client connection ---
 

@@ -7,22 +7,22 @@ import functools
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from yarl import URL
 
+from wsproxy.clock import now_us
 from wsproxy.core.checker import Checker
 from wsproxy.core.errors import UserError
 from wsproxy.core.inject import Injector, Rule
-from wsproxy.record.live_check import LiveCheck
 from wsproxy.core.profile import CHAT_PROFILE, Profile
 from wsproxy.core.protocol import MessageDecoder
-from wsproxy.clock import now_us
+from wsproxy.record.live_check import LiveCheck
+from wsproxy.record.relay import CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_PENDING, Relay, RelayConfig
 from wsproxy.record.writer import Recorder
 from wsproxy.store.files import RecordingError
-from wsproxy.record.relay import CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_PENDING, Relay, RelayConfig
 from wsproxy.store.sql import SQL_TIMEOUT, UserSql
 from wsproxy.ws import DEFAULT_MAX_MESSAGE
 

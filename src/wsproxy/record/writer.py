@@ -6,7 +6,8 @@ the whole backlog at least every ``commit_interval`` seconds, or as soon as a ba
 columnar Arrow batch (executemany could not keep up: see docs/performance.md).
 
 Nothing is dropped: when the backlog passes ``high_water`` rows or ``high_water_bytes``, or would
-put the recording more than ``MAX_LAG_SECONDS`` behind, ``wait_for_capacity`` makes the relay's pumps wait, so back pressure reaches the sockets
+put the recording more than ``MAX_LAG_SECONDS`` behind, ``wait_for_capacity`` makes the relay's pumps wait, so back
+pressure reaches the sockets
 (we chose back pressure over spilling to disk: the recording stays the single source of
 truth and memory stays bounded, at most the batch being written plus one high-water mark).
 When writing fails, ``error`` is set, ``on_failed`` is called and the relay stops relaying
@@ -27,10 +28,10 @@ import duckdb
 
 from wsproxy import __version__
 from wsproxy.clock import now_us
-from wsproxy.core.rows import ConnectionClosed, ConnectionOpened, FrameRow, InjectionRow, ViolationRow
 from wsproxy.core.errors import first_line
-from wsproxy.store.batches import insert_frames, insert_rows, update_closed
+from wsproxy.core.rows import ConnectionClosed, ConnectionOpened, FrameRow, InjectionRow, ViolationRow
 from wsproxy.record.priority import lower_thread_priority
+from wsproxy.store.batches import insert_frames, insert_rows, update_closed
 from wsproxy.store.files import close_checkpoint, open_for_writing
 
 # DuckDB holds a transaction's rows in its memory until it commits: a backlog of large messages

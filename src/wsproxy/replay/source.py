@@ -9,9 +9,9 @@ import duckdb
 import msgspec
 
 from wsproxy.core.errors import first_line
-from wsproxy.inspect.jsonl import is_jsonl, session_from_jsonl
 from wsproxy.core.recorded import RecordedSession
 from wsproxy.core.replay_plan import Divergence
+from wsproxy.inspect.jsonl import is_jsonl, session_from_jsonl
 from wsproxy.store.files import StoreError, open_recording
 from wsproxy.store.read import load_session
 
@@ -74,7 +74,7 @@ def save_divergences(recording: Path, session_id: int, started_us: int, divergen
             for row in rows:
                 out.write(msgspec.json.encode(dict(zip(
                     ("replay_started_us", "session_id", "conn_id", "ts_us", "kind", "message", "expected", "got"),
-                    row))).decode() + "\n")
+                    row, strict=True))).decode() + "\n")
         return str(report)
     if source_kind(recording) != "duckdb":
         return "nowhere (give --report FILE to keep them for a JSONL or HAR recording)"

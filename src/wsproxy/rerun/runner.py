@@ -19,8 +19,15 @@ from wsproxy.clock import now_us
 from wsproxy.core.errors import UserError
 from wsproxy.core.profile import CHAT_PROFILE, Profile
 from wsproxy.core.recorded import RecordedConnection, RecordedSession
-from wsproxy.core.rerun_compare import (Bindings, ConnectionComparison, Difference, Rules, close_difference,
-                                        finding_differences, handshake_difference)
+from wsproxy.core.rerun_compare import (
+    Bindings,
+    ConnectionComparison,
+    Difference,
+    Rules,
+    close_difference,
+    finding_differences,
+    handshake_difference,
+)
 from wsproxy.core.rerun_plan import Step, Variation, client_text, replay_headers, schedule
 
 

@@ -9,8 +9,17 @@ from pathlib import Path
 import duckdb
 
 from wsproxy.core.errors import EXIT_USAGE, UserError, first_line
-from wsproxy.store.schema import (APPLICATION, DDL, EXCHANGES_VIEW, INJECTIONS_TABLE, MIGRATIONS, SCHEMA_VERSION, USER_NAME_SQL,
-                                  VIEWS, VIOLATIONS_TABLE)
+from wsproxy.store.schema import (
+    APPLICATION,
+    DDL,
+    EXCHANGES_VIEW,
+    INJECTIONS_TABLE,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    USER_NAME_SQL,
+    VIEWS,
+    VIOLATIONS_TABLE,
+)
 
 MEMORY_LIMIT = "1GB"  # DuckDB's buffer pool in the recorder; beyond it DuckDB evicts (and spills) pages
 # When DuckDB checkpoints (moves its write-ahead log into the file, every 16 MB of log) it also

@@ -66,7 +66,8 @@ SELECT * FROM (
 # Since schema 5 (--inject) a frame counts as often as it was delivered (a dropped one not, a duplicated one
 # twice), and what ``corrupt`` sent instead is what the other side received.
 _DELIVERED_OBSERVATIONS = _OBSERVATIONS.replace(
-    "FROM frames f JOIN connections c USING (conn_id)\n    WHERE c.session_id = $session AND c.status = 101 AND f.kind IN ('text', 'binary')",
+    "FROM frames f JOIN connections c USING (conn_id)\n"
+    "    WHERE c.session_id = $session AND c.status = 101 AND f.kind IN ('text', 'binary')",
     "FROM frames f JOIN connections c USING (conn_id) JOIN range(2) copies(n) ON copies.n < f.delivered\n"
     "    WHERE c.session_id = $session AND c.status = 101 AND f.kind IN ('text', 'binary')\n"
     "    UNION ALL\n"

@@ -13,8 +13,8 @@ import heapq
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,7 +43,7 @@ class QueryResult:
         """Rows as JSON-ready objects: numbers stay numbers, JSON columns nested, times ISO 8601,
         blobs base64."""
         converters = [_json_value_for(kind) for kind in self.types]
-        return [{name: convert(value) for name, convert, value in zip(self.columns, converters, row)}
+        return [{name: convert(value) for name, convert, value in zip(self.columns, converters, row, strict=True)}
                 for row in self.rows]
 
 

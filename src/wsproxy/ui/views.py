@@ -85,7 +85,7 @@ async def summary(reader: Reader, session: int) -> dict[str, Any]:
     sessions = (await reader.query("SELECT session_id, label, epoch_us(started_at), epoch_us(ended_at), upstream "
                                    "FROM sessions ORDER BY session_id")).rows
     return {"session": session,
-            "sessions": [dict(zip(("id", "label", "started_us", "ended_us", "upstream"), row)) for row in sessions],
+            "sessions": [dict(zip(("id", "label", "started_us", "ended_us", "upstream"), row, strict=True)) for row in sessions],
             "connections": await connections(reader, session),
             "version": await version(reader)}
 
@@ -127,7 +127,7 @@ async def timeline(reader: Reader, session: int, limit: int = 50) -> list[dict[s
         SELECT {FRAME_COLUMNS}, {USER_NAME_SQL} AS user_name
         FROM frames f JOIN last l ON f.conn_id = l.conn_id AND f.seq > l.top - ? JOIN connections c ON c.conn_id = f.conn_id
         ORDER BY f.ts DESC, f.conn_id DESC, f.seq DESC LIMIT ?""", [session, limit, limit])
-    return await annotate(reader, [dict(zip((*FRAME_FIELDS, "user_name"), row)) for row in result.rows])
+    return await annotate(reader, [dict(zip((*FRAME_FIELDS, "user_name"), row, strict=True)) for row in result.rows])
 
 
 async def frames(reader: Reader, conn_id: int, where: FrameFilter, bounds: Bounds) -> dict[str, Any]:
@@ -137,7 +137,7 @@ async def frames(reader: Reader, conn_id: int, where: FrameFilter, bounds: Bound
     limit = max(0, min(bounds.limit, PAGE_MAX))
     result = await reader.query(f"SELECT {FRAME_COLUMNS} FROM frames f WHERE f.conn_id = ?{clause} "
                                 "ORDER BY f.seq LIMIT ? OFFSET ?", [conn_id, *params, limit, max(0, bounds.offset)])
-    rows = await annotate(reader, [dict(zip(FRAME_FIELDS, row)) for row in result.rows])
+    rows = await annotate(reader, [dict(zip(FRAME_FIELDS, row, strict=True)) for row in result.rows])
     return {"total": total, "offset": bounds.offset, "rows": rows}
 
 
@@ -156,7 +156,7 @@ async def frame(reader: Reader, conn_id: int, seq: int) -> dict[str, Any]:
     if not result.rows:
         raise StoreError(f"connection {conn_id} has no frame {seq}")
     *fields, text, data = result.rows[0]
-    row = (await annotate(reader, [dict(zip(FRAME_FIELDS, fields))]))[0]
+    row = (await annotate(reader, [dict(zip(FRAME_FIELDS, fields, strict=True))]))[0]
     return {**row, "text": text, "data_base64": data, "pretty": pretty_json(text)}
 
 
@@ -250,7 +250,7 @@ async def diagram_svg(reader: Reader, session: int, conns: list[int], after_us: 
                                 "AND f.kind IN ('text', 'binary', 'close') AND epoch_us(f.ts) >= ? "
                                 "ORDER BY f.ts, f.conn_id, f.seq LIMIT ?",
                                 [session, *conns, after_us, min(limit, PAGE_MAX) + 1])
-    rows = await annotate(reader, [dict(zip((*FRAME_FIELDS, "user_name", "text"), row)) for row in result.rows])
+    rows = await annotate(reader, [dict(zip((*FRAME_FIELDS, "user_name", "text"), row, strict=True)) for row in result.rows])
     timeline_rows = [TimelineRow(r["conn_id"], r["seq"], r["ts_us"], r["sender"], r["kind"],
                                  r["type"] if r["type"] in ("request", "response", "event") else None, r["msg_id"],
                                  r["name"], r["event_id"], r["text"], r["size"], r["close_code"], r["user_name"],
