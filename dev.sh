@@ -1,7 +1,7 @@
 #!/bin/sh
 # wsproxy's commands for developers. Each creates .venv (with everything it needs) when missing.
 #   ./dev.sh demo      record the chat demo and print its summary
-#   ./dev.sh test      run the whole test suite (pytest arguments may follow)
+#   ./dev.sh test      ruff and mypy, then the whole test suite (pytest arguments may follow)
 #   ./dev.sh upgrade   try the newest releases of every dependency in .venv-latest, run the suite
 #                      there, and on success pin them in constraints.txt (then commit it)
 #
@@ -51,7 +51,12 @@ ensure_chromium() {
 
 case "${1:-}" in
     demo) shift; ensure_venv; exec .venv/bin/wsproxy demo "$@" ;;
-    test) shift; ensure_venv; ensure_chromium; exec .venv/bin/python -m pytest "$@" ;;
+    test)
+        shift; ensure_venv; ensure_chromium
+        # lint and types first (pyproject.toml [tool.ruff], [tool.mypy]): seconds, and CI runs them too
+        .venv/bin/ruff check --quiet src tests
+        .venv/bin/mypy
+        exec .venv/bin/python -m pytest "$@" ;;
     upgrade)
         shift
         rm -rf .venv-latest

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from test_query import wsproxy
+from helpers import wsproxy
 
 READERS = {
     "check": ["check", "{f}"],

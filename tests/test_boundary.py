@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from conftest import eventually, recorded
+from helpers import eventually, recorded
 from wsproxy.chat.client import ChatClient
 from wsproxy.store.query import query_live, run_query
 from wsproxy.store.sql import QueryError, UserSql
@@ -338,7 +338,7 @@ async def long_where(url: str) -> asyncio.Task:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 async def test_record_stops_within_5_s_while_a_query_runs_with_everything_written(chat_server, tmp_path, sig) -> None:
-    from test_record_process import free_port, start_recorder
+    from helpers import free_port, start_recorder
     db = tmp_path / "live.duckdb"
     port = free_port()
     recorder = await start_recorder(chat_server.url, db, port, "--ui", "127.0.0.1:0", "--sql-timeout", "300")

@@ -10,8 +10,7 @@ import pytest
 from aiohttp import web
 
 from browser import CHROMIUM_ARGS, chromium_path
-from conftest import recorded
-from test_query import wsproxy
+from helpers import recorded, wsproxy
 from wsproxy.inspect.importer import import_file
 
 playwright_api = pytest.importorskip("playwright.async_api")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import recorded
+from helpers import recorded
 from wsproxy.chat.client import ChatError, overview_flow, run_load
 from wsproxy.chat.faults import FAULTS
 from wsproxy.inspect.check import check_recording

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsproxy.core.checker import Checker
 from wsproxy.core.profile import CHAT_PROFILE, Profile, profile_from_dict
 from wsproxy.core.protocol import Finding, MessageDecoder
+
+pytestmark = pytest.mark.core  # the pure core: literal data in, values out (pytest -m core)
 
 T0 = 1_700_000_000.0
 

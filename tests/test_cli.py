@@ -273,7 +273,8 @@ def test_ctrl_c_exits_130(tmp_path) -> None:
     process = subprocess.Popen([sys.executable, "-m", "wsproxy", "show", str(GOLDEN), "--follow"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
-    time.sleep(2.0)  # let it print the timeline and start following
+    assert process.stdout is not None and process.stdout.readline()  # it printed the timeline: it is following
+    time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=20)
     assert process.returncode == 130, err

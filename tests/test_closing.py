@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from wsproxy.core.closing import AnswerClose, CloseLeg, Closing, Drop, ForwardClose
 
+pytestmark = pytest.mark.core  # the pure core: literal data in, values out (pytest -m core)
+
 
 def play(*steps):
     """Feed (event, args, expected actions) in order; return the final state."""

@@ -6,7 +6,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from test_query import wsproxy
+from helpers import wsproxy
 from wsproxy.inspect.diagram import mermaid
 from wsproxy.inspect.timeline import TimelineRow, timeline
 

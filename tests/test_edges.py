@@ -13,8 +13,7 @@ import sys
 import aiohttp
 import pytest
 
-from conftest import eventually, recorded
-from test_record_process import free_port
+from helpers import eventually, free_port, recorded
 
 UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}  # a handshake request's headers, for plain HTTP clients

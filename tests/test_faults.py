@@ -12,25 +12,24 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-import conftest
-from conftest import recorded
-from test_record_process import free_port, start_recorder
+import helpers
+from helpers import free_port, recorded, start_recorder
 
 
 async def test_a_client_that_stops_reading_holds_the_upstream_back(upstream, proxy) -> None:
-    conftest.FLOOD_SENT[0] = 0
+    helpers.FLOOD_SENT[0] = 0
     session = await proxy(upstream)
     size = 64 * 1024
     async with aiohttp.ClientSession() as http:
         ws = await http.ws_connect(f"{session.url}/flood?size={size}", max_msg_size=0)
         # the client reads nothing for a while; the upstream keeps trying to send
         await asyncio.sleep(1.5)
-        stalled_at = conftest.FLOOD_SENT[0]
+        stalled_at = helpers.FLOOD_SENT[0]
         await asyncio.sleep(1.5)
-        assert conftest.FLOOD_SENT[0] - stalled_at < 64, "back pressure did not reach the upstream"
+        assert helpers.FLOOD_SENT[0] - stalled_at < 64, "back pressure did not reach the upstream"
         relayed = session.relay.counters.frames["server"]
         # what is buffered is bounded by socket buffers and the recorder's budget, not by the flood
-        assert conftest.FLOOD_SENT[0] * size < 256 * 1024 * 1024
+        assert helpers.FLOOD_SENT[0] * size < 256 * 1024 * 1024
         got = 0
         while got < relayed:  # and everything relayed arrives, in order, once the client reads again
             msg = await ws.receive(timeout=10)

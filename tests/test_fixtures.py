@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from conftest import recorded
+from helpers import recorded
 from wsproxy.chat.client import overview_flow
 from wsproxy.core.inject import parse_rule
 from wsproxy.inspect.check import check_recording

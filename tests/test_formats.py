@@ -9,8 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import recorded
-from test_query import wsproxy
+from helpers import recorded, wsproxy
 from wsproxy.inspect.check import check_recording
 from wsproxy.inspect.importer import import_file
 

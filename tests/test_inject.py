@@ -11,7 +11,7 @@ import time
 import aiohttp
 import pytest
 
-from conftest import recorded
+from helpers import recorded
 from wsproxy.core.inject import parse_rule
 
 

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from wsproxy.core.inject import Injector, Rule, RuleError, Seen, parse_rule, rules_from_toml
 
+pytestmark = pytest.mark.core  # the pure core: literal data in, values out (pytest -m core)
+
 
 @pytest.mark.parametrize("text, expected", [
     ("drop response type=new once", Rule("drop response type=new once", "drop", envelope="response", type="new", once=True)),

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from test_query import wsproxy
+from helpers import eventually, read_until, wsproxy
 from wsproxy.chat.client import ChatClient
 
 FAULTS = Path(__file__).parent.parent / "fixtures" / "schema-v2-demo-faults.duckdb"
@@ -36,17 +36,14 @@ async def test_show_follow_tails_a_recording_being_written(chat_server, proxy, t
     session = await proxy(chat_server.url, db=tmp_path / "live.duckdb")
     first = await ChatClient.connect(session.url, "alice")
     await first.subscribe()
-    await asyncio.sleep(0.4)  # committed
+    await eventually(lambda: session.recorder.stats.rows_written >= 2)  # committed
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "wsproxy", "show", str(session.options.db), "--follow",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
-    try:
-        seen = []
-        while not any("subscribe" in line for line in seen):
-            seen.append((await asyncio.wait_for(process.stdout.readline(), 10)).decode())
+    try:  # read_until fails, rather than spins, if show --follow exits
+        await read_until(process.stdout, "subscribe")
         await first.request("new", {"chatId": "bob", "message": "live line"})
-        while not any("live line" in line for line in seen):
-            seen.append((await asyncio.wait_for(process.stdout.readline(), 10)).decode())
+        await read_until(process.stdout, "live line")
     finally:
         process.kill()
         await process.wait()

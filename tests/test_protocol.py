@@ -14,6 +14,8 @@ from wsproxy.core import payloads
 from wsproxy.core.profile import CHAT_PROFILE, RULES, ProfileError, profile_from_dict
 from wsproxy.core.protocol import Event, MessageDecoder, Request, Response, decode
 
+pytestmark = pytest.mark.core  # the pure core: literal data in, values out (pytest -m core)
+
 # protocol.md, "Example flow", frame by frame (the elided parts completed as the page says).
 EXAMPLES = [
     ("client", '{"type":"request","timestamp":1700000000,"id":"req001","payloadType":"subscribe","payload":{"lastEventId":1}}'),

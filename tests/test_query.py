@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import eventually
+from helpers import eventually, wsproxy
 from wsproxy.chat.client import overview_flow
 from wsproxy.store.files import sidecar_path
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "schema-v1-demo.duckdb"
-
-
-def wsproxy(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wsproxy", *args], capture_output=True, text=True, timeout=60,
-                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 
 def test_json_keeps_types() -> None:

@@ -17,7 +17,7 @@ from aiohttp import WSMsgType
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import eventually, recorded
+from helpers import eventually, recorded
 from wsproxy.chat.client import overview_flow, run_load
 from wsproxy.chat.server import CORE_KEY
 from wsproxy.clock import now_us

@@ -5,36 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import sys
 import time
 
 import aiohttp
 import pytest
 
-from conftest import recorded
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def start_recorder(upstream: str, db, port: int, *extra: str, log_format: str = "json"
-                         ) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{port}", "--upstream", upstream,
-        "--db", str(db), "--log-format", log_format, *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        line = await asyncio.wait_for(process.stderr.readline(), 20)
-        assert (b'"event":"listening"' if log_format == "json" else b"recording ") in line, line
-    except BaseException:
-        process.kill()  # never leave a recorder behind when a test fails early
-        await process.wait()
-        raise
-    return process
+from helpers import free_port, recorded, start_recorder
 
 
 async def pump_traffic(url: str, stop_after: float) -> int:

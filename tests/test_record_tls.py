@@ -9,7 +9,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from conftest import recorded, upstream_app
+from helpers import recorded, upstream_app
 
 
 @pytest.fixture(scope="module")

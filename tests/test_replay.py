@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from conftest import recorded
+from helpers import recorded
 from wsproxy.chat.client import ChatClient, overview_flow, run_load
 from wsproxy.core.replay_plan import ReplayPlan
 from wsproxy.inspect.check import check_recording

@@ -9,6 +9,8 @@ import pytest
 from wsproxy.core.recorded import RecordedConnection, RecordedFrame, RecordedSession
 from wsproxy.core.replay_plan import ReplayPlan, Send, TimingError, parse_timing, render
 
+pytestmark = pytest.mark.core  # the pure core: literal data in, values out (pytest -m core)
+
 MS = 1_000  # µs
 
 

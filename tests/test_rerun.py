@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from conftest import recorded
+from helpers import recorded
 from wsproxy.chat.client import overview_flow
 from wsproxy.chat.faults import FAULTS, Faults
 from wsproxy.chat.server import CORE_KEY, start_chat_server

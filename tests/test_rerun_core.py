@@ -33,6 +33,8 @@ from wsproxy.core.rerun_plan import (
     schedule,
 )
 
+pytestmark = pytest.mark.core  # the pure core: literal data in, values out (pytest -m core)
+
 
 def frame(conn: int, seq: int, ts: int, sender: str, value=None, kind: str = "text", code: int | None = None):
     text = json.dumps(value, separators=(",", ":")) if isinstance(value, dict) else value

@@ -15,8 +15,7 @@ import urllib.request
 import aiohttp
 import pytest
 
-from conftest import eventually
-from test_query import wsproxy
+from helpers import eventually, wsproxy
 from wsproxy.store.files import sidecar_path
 
 SECRET = "s3cr3t-t0ken-value"

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from rich.console import Console
 
-from conftest import recorded
+from helpers import recorded
 from wsproxy.chat.client import ChatClient
 from wsproxy.chat.faults import Faults
 from wsproxy.cli.demo import run_demo
@@ -277,7 +277,7 @@ async def test_live_socket_tells_when_the_recording_grows(chat_server, proxy) ->
 
 
 async def test_ui_follows_a_recording_another_process_writes(chat_server, tmp_path) -> None:
-    from test_record_process import free_port, start_recorder
+    from helpers import free_port, start_recorder
     db = tmp_path / "live.duckdb"
     port = free_port()
     recorder = await start_recorder(chat_server.url, db, port)
@@ -327,7 +327,7 @@ def test_cli_errors_are_one_line(tmp_path) -> None:
 
 
 async def test_record_ui_prints_the_url_and_serves_the_live_recording(chat_server, tmp_path) -> None:
-    from test_record_process import free_port, start_recorder
+    from helpers import free_port, start_recorder
     port = free_port()
     recorder = await start_recorder(chat_server.url, tmp_path / "rec.duckdb", port, "--ui", "127.0.0.1:0")
     try:

@@ -19,7 +19,7 @@ from aiohttp import web
 from rich.console import Console
 
 from browser import assert_clean, watch
-from conftest import upstream_app
+from helpers import upstream_app
 from test_browser import browser  # noqa: F401 - the Chromium fixture
 from wsproxy.chat.client import ChatError, overview_flow
 from wsproxy.chat.faults import Faults

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import ClientWebSocketResponse, WSMessage, WSMsgType, web
 from aiohttp.http_websocket import WebSocketError  # aiohttp's frame parser raises it for invalid frames
@@ -33,12 +33,13 @@ def upstream_headers(ws: ClientWebSocketResponse) -> list[tuple[str, str]]:
 
 def errors_as_messages(ws: web.WebSocketResponse) -> None:
     """Make the server-side leg return a protocol error as an ERROR message (see ``_ErrorsAsMessages``)."""
-    ws._reader = _ErrorsAsMessages(ws._reader)
+    # an aiohttp internal: the frame queue receive() reads, replaced by a stand-in of the same interface
+    ws._reader = cast(Any, _ErrorsAsMessages(ws._reader))
 
 
 def coalesce_writes(ws: Any) -> None:
     """Send the frames written during one event-loop turn in one ``send()`` (``_CoalescingTransport``)."""
-    writer = ws._writer
+    writer = ws._writer  # an aiohttp internal: it has no public hook for its frame writer's transport
     if writer is not None and writer.transport is not None:
         writer.transport = _CoalescingTransport(writer.transport, asyncio.get_running_loop())
 
@@ -47,10 +48,10 @@ def drop(ws: Any) -> None:
     """End a connection whose closing handshake is complete (both close frames sent), or that can no
     longer take part in one: aiohttp's close() would send another close frame and wait for a reply."""
     if isinstance(ws, web.WebSocketResponse):
-        ws._set_closed()
+        ws._set_closed()  # aiohttp internals: it has no public "handshake done, close the socket"
         ws._close_transport()
     else:
-        ws._closed = True
+        ws._closed = True  # aiohttp internals, as above, for the client leg
         ws._response.close()
 
 

@@ -162,7 +162,7 @@ class ChatCore:
         event = {"messageId": message.message_id, "chatId": conn.user, "from": conn.user,
                  "message": payload.message}
         if payload.attachments is not None:  # as the client sent them, unknown fields included
-            event["attachments"] = msgspec.json.decode(parsed.payload_json)["attachments"]
+            event["attachments"] = msgspec.json.decode(parsed.payload_json or b"{}")["attachments"]
         self._store_event(recipient, "new", event)
 
     def _edit(self, conn: Connection, request: Request, parsed: ParsedMessage) -> None:

@@ -64,11 +64,11 @@ class Faults:
         return hit
 
 
-def _parse_rate(name: str, text: str) -> float:
+def _parse_rate(name: str, text: str) -> float | None:
     if text == "always":
         return 1.0
     if text == "once":
-        return None  # type: ignore[return-value]
+        return None  # once
     rate = probability(text)
     if rate is None:
         raise FaultSpecError(f"rate of {name} must be 'once', 'always' or a number in (0, 1], not {text!r}")

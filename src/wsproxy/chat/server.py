@@ -18,7 +18,7 @@ from wsproxy.ws import went_away
 
 CORE_KEY = web.AppKey("chat_core", ChatCore)
 OUTBOXES_KEY = web.AppKey("chat_outboxes", dict)
-SOCKETS_KEY = web.AppKey("chat_sockets", set)
+SOCKETS_KEY = web.AppKey("chat_sockets", set[web.WebSocketResponse])
 _CLOSE = object()  # sentinel: the writer task ends
 
 
@@ -33,7 +33,8 @@ def make_app(faults: Faults | None = None, max_msg_size: int = 16 * 1024 * 1024,
 
     async def close_all(app: web.Application) -> None:
         """On shutdown, say goodbye (1001) to every client instead of waiting for them."""
-        for ws in list(app[SOCKETS_KEY]):
+        sockets: set[web.WebSocketResponse] = app[SOCKETS_KEY]
+        for ws in list(sockets):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
     app.on_shutdown.append(close_all)

@@ -6,7 +6,6 @@ other module is one group of commands, registered here in the order ``--help`` l
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -40,4 +39,4 @@ def entry() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(entry())
+    entry()

@@ -65,7 +65,7 @@ def print_summary(db: Path, session_id: int, console: Console) -> None:
             "(SELECT count(*) FROM frames JOIN connections USING (conn_id) WHERE session_id = $s), "
             "(SELECT string_agg(t || ' ' || n, ', ' ORDER BY t) FROM (SELECT coalesce(msg_type, kind) t, count(*) n "
             " FROM frames JOIN connections USING (conn_id) WHERE session_id = $s GROUP BY 1))",
-            {"s": session_id}).fetchone()
+            {"s": session_id}).fetchall()[0]
         counts = dict(con.execute("SELECT severity, count(*) FROM violations WHERE session_id = ? GROUP BY 1",
                                   [session_id]).fetchall())
         result = con.execute(EXAMPLE_QUERY)

@@ -179,7 +179,7 @@ def diff(
     check_profile = options.profile(profile)
     rules = _rules(ignore, rebind, check_profile)
     if against is not None:  # one session of each file: --session A --session B, or each file's newest
-        picked = sessions or [None, None]
+        picked: list[int | None] = list(sessions) if sessions else [None, None]
         if len(picked) != 2:
             raise UserError(f"with --against give no --session or two (A in RECORDING, B in {against}), not {len(picked)}")
         expected, other = load_recording(recording, picked[0]), load_recording(against, picked[1])

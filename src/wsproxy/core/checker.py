@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -114,14 +114,13 @@ class Checker:
                                                     event_id=event_id) for f in parsed.findings)
         if env is None:
             return findings
-        kind = type(env)
         catchup_event = False
-        if kind is Request:
+        if type(env) is Request:
             self._request(conn, seq, ts, sender, env, parsed, findings)
-        elif kind is Response:
+        elif type(env) is Response:
             self._response(conn, seq, ts, sender, env, parsed, findings)
         else:
-            catchup_event = self._event(conn, seq, ts, sender, env, findings)
+            catchup_event = self._event(conn, seq, ts, sender, cast(Event, env), findings)
         if not catchup_event:
             self._timestamp(conn, seq, ts, sender, env, findings)
         return findings
@@ -237,7 +236,7 @@ class Checker:
         decode = self._response_decoders.get(request.payload_type)
         if decode is None:
             return None
-        raw = env.payload
+        raw: msgspec.Raw | bytes = env.payload
         if not raw:
             raw = b"{}"  # absent: fine for types whose response is "{} or absent"
         try:

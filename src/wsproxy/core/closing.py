@@ -23,9 +23,10 @@ Core module: standard library only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-Side = Literal["client", "server"]
+from wsproxy.core.vocab import ClosedBy, Sender
+
+Side = Sender  # a side of a relayed connection is who sends on it
 
 PROTOCOL_ERROR = 1002
 GOING_AWAY = 1001
@@ -87,7 +88,7 @@ class Closing:
     the close (or went away, or broke the protocol) and the code and reason the other side got.
     """
 
-    closed_by: Side | None = None
+    closed_by: ClosedBy | None = None
     close_code: int | None = None
     close_reason: str | None = None
     error: str | None = None
@@ -146,7 +147,7 @@ class Closing:
         """``--inject close=CODE``: the proxy itself closes both legs with ``code`` (``closed_by`` "proxy")."""
         if self.closed_by is not None:
             return []
-        self.closed_by, self.close_code, self.close_reason = "proxy", code, reason  # type: ignore[assignment]
+        self.closed_by, self.close_code, self.close_reason = "proxy", code, reason
         return [CloseLeg("client", code, reason), CloseLeg("server", code, reason)]
 
     def timed_out(self, seconds: float) -> None:

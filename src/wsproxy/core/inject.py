@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from wsproxy.core.errors import UserError
+from wsproxy.core.vocab import InjectAction, MessageType, Sender
 
 ACTIONS = ("drop", "duplicate", "delay=DURATION", "corrupt", "reorder", "close=CODE", "pause=DURATION")
 SELECTORS = ("to-client", "to-server", "request", "response", "event", "type=NAME", "conn=KEY:VALUE", "once",
@@ -33,11 +34,11 @@ class RuleError(UserError, ValueError):
 @dataclass(frozen=True, slots=True)
 class Rule:
     text: str
-    action: str  # drop | duplicate | delay | corrupt | reorder | close | pause
+    action: InjectAction
     seconds: float | None = None  # delay, pause
     code: int | None = None  # close
-    sender: str | None = None  # "client" | "server": whose messages (None: what the envelope implies)
-    envelope: str | None = None  # request | response | event
+    sender: Sender | None = None  # whose messages (None: what the envelope implies)
+    envelope: MessageType | None = None
     type: str | None = None  # payloadType or eventType (a response: its request's payloadType)
     conn: tuple[str, str] | None = None  # a query or header value of the connection
     once: bool = False
@@ -222,9 +223,9 @@ class Outcome:
 
 def outcome(rule: Rule | None, data: str | bytes) -> Outcome:
     """What ``rule`` (None: no rule fired) does to the message ``data``."""
-    action = rule.action if rule is not None else None
-    if action is None:
+    if rule is None:
         return Outcome((data,))
+    action = rule.action
     if action == "drop":
         return Outcome(delivered=0)
     if action == "duplicate":
@@ -232,10 +233,12 @@ def outcome(rule: Rule | None, data: str | bytes) -> Outcome:
     if action == "corrupt":
         sent = corrupted(data)
         return Outcome((sent,), delivered=0, detail=sent if len(sent) <= 200 else sent[:199] + "…")
-    if action == "delay":
-        return Outcome(later=rule.seconds, detail=f"{rule.seconds * 1000:g} ms")
-    if action == "pause":
-        return Outcome((data,), pause=rule.seconds, detail=f"held {rule.seconds * 1000:g} ms")
+    if action in ("delay", "pause"):
+        seconds = rule.seconds
+        assert seconds is not None  # parse_rule gives delay= and pause= their seconds
+        if action == "delay":
+            return Outcome(later=seconds, detail=f"{seconds * 1000:g} ms")
+        return Outcome((data,), pause=seconds, detail=f"held {seconds * 1000:g} ms")
     if action == "reorder":
         return Outcome(hold=True, detail="sent after the next message in this direction")
     return Outcome(close=rule.code, delivered=0, detail=f"closed both legs with {rule.code}")  # close
@@ -246,8 +249,8 @@ class Seen:
     """A data frame as the injector judges it."""
 
     conn_id: int
-    sender: str  # client | server
-    envelope: str | None  # request | response | event; None: not a JSON envelope (invalid, binary)
+    sender: Sender
+    envelope: MessageType | None  # None: not a JSON envelope (invalid, binary)
     type: str | None  # payloadType / eventType
     request_id: str | None = None
 

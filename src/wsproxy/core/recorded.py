@@ -9,14 +9,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from wsproxy.core.vocab import ClosedBy, FrameKind, Sender
+
 
 @dataclass(frozen=True, slots=True)
 class RecordedFrame:
     conn_id: int
     seq: int
     ts_us: int
-    sender: str  # "client" | "server"
-    kind: str  # "text" | "binary" | "ping" | "pong" | "close"
+    sender: Sender
+    kind: FrameKind
     text: str | None = None  # text frames; a close frame's reason
     data: bytes | None = None  # binary, ping and pong
     close_code: int | None = None
@@ -34,7 +36,7 @@ class RecordedConnection:
     closed_us: int | None = None
     close_code: int | None = None
     close_reason: str | None = None
-    closed_by: str | None = None
+    closed_by: ClosedBy | None = None
     frames: list[RecordedFrame] = field(default_factory=list)
     response_headers: dict[str, Any] = field(default_factory=dict)
 

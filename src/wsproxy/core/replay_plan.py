@@ -34,6 +34,7 @@ import msgspec
 from wsproxy.core.errors import UserError
 from wsproxy.core.recorded import RecordedConnection, RecordedFrame, RecordedSession
 from wsproxy.core.replay_match import Shape, bind_value, describe, render_frame, response_fields, shape, similarity
+from wsproxy.core.vocab import DivergenceKind
 
 MATCH_MODES = ("strict", "loose")
 _json_encode = msgspec.json.encode
@@ -77,7 +78,7 @@ class Divergence:
 
     conn_id: int  # the recorded connection the client is bound to (0: none)
     ts_us: int
-    kind: str  # mismatch | unexpected | skipped | closed-early | refused
+    kind: DivergenceKind
     message: str
     expected: str | None = None
     got: str | None = None
@@ -98,6 +99,12 @@ class _Item:
     is_response: bool = False  # server frames: a response envelope ...
     answers: str | None = None  # ... and the recorded request id it answers
     shape: Shape | None = None  # client data frames: what matching compares
+
+
+def _wanted(item: _Item) -> tuple[Shape, int]:
+    """A client data frame's shape and action id (every client data item has both)."""
+    assert item.shape is not None and item.action is not None
+    return item.shape, item.action
 
 
 @dataclass(slots=True)
@@ -221,7 +228,7 @@ class ReplayPlan:
         got_shape = shape(kind, data)
         divergences: list[Divergence] = []
         pending = [(i, item) for i, item in enumerate(slot.items)
-                   if item.shape is not None and not self._action_done[item.action]]
+                   if item.shape is not None and item.action is not None and not self._action_done[item.action]]
         if not pending:
             divergences.append(Divergence(slot_id, now_us, "unexpected", "a client message after the last one "
                                           "recorded on this connection", None, describe(got_shape)))
@@ -237,21 +244,23 @@ class ReplayPlan:
         for skipped_index, skipped in pending:
             if skipped_index >= index:
                 break
-            divergences.append(Divergence(slot_id, now_us, "skipped", f"recorded {describe(skipped.shape)} "
-                                          f"(seq {skipped.frame.seq}) was never sent", describe(skipped.shape)))
-            if skipped.shape.request_id is not None:
-                slot.skipped_ids.add(skipped.shape.request_id)
-            self._done(skipped.action, now_us)
-        if self.match == "loose" and item.shape.body != got_shape.body:
+            skipped_shape, skipped_action = _wanted(skipped)
+            divergences.append(Divergence(slot_id, now_us, "skipped", f"recorded {describe(skipped_shape)} "
+                                          f"(seq {skipped.frame.seq}) was never sent", describe(skipped_shape)))
+            if skipped_shape.request_id is not None:
+                slot.skipped_ids.add(skipped_shape.request_id)
+            self._done(skipped_action, now_us)
+        item_shape, item_action = _wanted(item)
+        if self.match == "loose" and item_shape.body != got_shape.body:
             divergences.append(Divergence(slot_id, now_us, "payload-differs",
                                           f"matched recorded seq {item.frame.seq} loosely",
-                                          describe(item.shape, True), describe(got_shape, True)))
+                                          describe(item_shape, True), describe(got_shape, True)))
         live_id = got_shape.request_id
-        recorded_id = item.shape.request_id
+        recorded_id = item_shape.request_id
         if live_id is not None and recorded_id is not None:
             slot.id_map[recorded_id] = live_id
         slot.clock = (now_us, item.frame.ts_us)
-        self._done(item.action, now_us)
+        self._done(item_action, now_us)
         return self._release(now_us), divergences
 
     def client_closed(self, slot_id: int, now_us: int) -> list[Divergence]:
@@ -260,15 +269,16 @@ class ReplayPlan:
         slot = self._slots[slot_id]
         slot.closed = True
         divergences = []
-        unsent = [item for item in slot.items if item.action is not None and not self._action_done[item.action]]
-        data_unsent = [item for item in unsent if item.shape is not None]
+        unsent = [(item, item.action) for item in slot.items
+                  if item.action is not None and not self._action_done[item.action]]
+        data_unsent = [item for item, _ in unsent if item.shape is not None]
         if data_unsent:
             divergences.append(Divergence(slot_id, now_us, "closed-early", f"the client closed with "
                                           f"{len(data_unsent)} recorded message(s) not sent, first "
                                           f"{describe(data_unsent[0].shape)} (seq {data_unsent[0].frame.seq})",
                                           describe(data_unsent[0].shape)))
-        for item in unsent:
-            self._done(item.action, now_us)
+        for _, action in unsent:
+            self._done(action, now_us)
         return divergences
 
     def release(self, now_us: int) -> list[Send]:
@@ -291,11 +301,11 @@ class ReplayPlan:
     def _match(self, pending: list[tuple[int, _Item]], got: Shape) -> tuple[int, _Item] | None:
         if self.match == "strict":
             first = pending[0]
-            return first if first[1].shape.same(got) else None
-        candidates = [(i, item) for i, item in pending if item.shape.signature == got.signature]
+            return first if _wanted(first[1])[0].same(got) else None
+        candidates = [(i, item) for i, item in pending if _wanted(item)[0].signature == got.signature]
         if not candidates:
             return None
-        return max(candidates, key=lambda entry: (similarity(entry[1].shape.body, got.body), -entry[0]))
+        return max(candidates, key=lambda entry: (similarity(_wanted(entry[1])[0].body, got.body), -entry[0]))
 
     def _mismatch_reply(self, slot_id: int, got: Shape, now_us: int, expected: str) -> list[Send]:
         live_id = got.request_id

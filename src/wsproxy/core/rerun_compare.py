@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from wsproxy.core.recorded import RecordedConnection, RecordedFrame, RecordedSession
+from wsproxy.core.vocab import DifferenceKind
 
 Path = tuple[str | int, ...]  # "*" in a path matches every list element
 UNBOUND = object()  # Bindings.live: the server has not issued a value for this one yet
@@ -106,7 +107,7 @@ class Difference:
 
     conn_id: int  # the recorded connection
     seq: int | None  # the recorded frame (None: a live frame with no recorded counterpart)
-    kind: str  # missing | unexpected | changed | wrong-type | missing-field | unexpected-field | close | handshake | finding
+    kind: DifferenceKind
     message: str
     path: str | None = None
     expected: Any = None
@@ -165,7 +166,7 @@ def describe(m: Meaning) -> str:
 @dataclass(slots=True)
 class _FieldChange:
     path: Path
-    kind: str
+    kind: DifferenceKind
     expected: Any
     got: Any
 
@@ -361,7 +362,8 @@ def compare_sessions(recorded: RecordedSession, other: RecordedSession, rules: R
         comparison = ConnectionComparison(conn, rules, bindings)
         for frame in live.frames:
             if frame.sender == "server" and frame.kind in ("text", "binary"):
-                comparison.receive(frame.kind, frame.text if frame.kind == "text" else frame.data, frame.seq)
+                data = frame.text if frame.kind == "text" else frame.data
+                comparison.receive(frame.kind, data if data is not None else b"", frame.seq)
         out += comparison.differences()
         if conn.status == 101:
             closed = close_difference(conn, live.close_code, live.closed_by)

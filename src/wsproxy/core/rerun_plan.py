@@ -10,6 +10,7 @@ Core module: standard library and msgspec only.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -20,6 +21,7 @@ from wsproxy.core.errors import UserError
 from wsproxy.core.recorded import RecordedConnection, RecordedFrame, RecordedSession
 from wsproxy.core.replay_match import render_frame
 from wsproxy.core.rerun_compare import UNBOUND, Bindings, Path, Rules
+from wsproxy.core.vocab import StepAction
 
 # Headers the WebSocket client makes itself for each handshake: never replayed.
 HANDSHAKE_HEADERS = frozenset({"host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
@@ -37,7 +39,7 @@ class Step:
     before frame ``after`` have come (``None``: all of them; or the wait timed out)."""
 
     conn_id: int
-    action: str  # open | send | close
+    action: StepAction
     after: int | None
     frame: RecordedFrame | None = None  # send: the client frame; close: its close frame, if recorded
 
@@ -210,7 +212,7 @@ def _locate(node: Any, path: Path) -> list[tuple[Any, Any]]:
         return []
     head, rest = path[0], path[1:]
     if head == "*":
-        keys = range(len(node)) if isinstance(node, list) else []
+        keys: Iterable[Any] = range(len(node)) if isinstance(node, list) else []
     elif isinstance(head, int):
         keys = [head] if isinstance(node, list) and head < len(node) else []
     else:

@@ -120,7 +120,7 @@ def columns(row_type: type) -> tuple[tuple[str, str], ...]:
     """The (name, kind) of every column of a row Struct, in order."""
     hints = typing.get_type_hints(row_type, globalns=vars(sys.modules[__name__]), include_extras=True)
     result = []
-    for name in row_type.__struct_fields__:
+    for name in typing.cast(msgspec.Struct, row_type).__struct_fields__:
         result.append((name, _kind(hints[name])))
     return tuple(result)
 
@@ -141,14 +141,16 @@ def frame_row(conn_id: int, seq: int, ts_us: int, sender: str, kind: str, data: 
     their bytes (``data``); a close frame keeps its reason as text and its code. A
     payload is kept as its place in the text (1-based, in characters), not as a copy.
     """
+    text: str | None
+    blob: bytes | None
     if kind == "text":
-        size = len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
-        text, blob = data, None
+        text, blob = typing.cast(str, data), None  # a text frame's data is its text (aiohttp, every reader)
+        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
     elif kind == "close":
-        text, blob = data, None
-        size = len(data.encode("utf-8", "surrogatepass")) + (2 if close_code else 0)
+        text, blob = typing.cast(str, data), None  # a close frame's data is its reason
+        size = len(text.encode("utf-8", "surrogatepass")) + (2 if close_code else 0)
     else:
-        text, blob = None, bytes(data)
+        text, blob = None, bytes(typing.cast(bytes, data))
         size = len(blob)
     if parsed is None or parsed.envelope is None:
         return FrameRow(conn_id, seq, ts_us, sender, kind, size, text, blob, None, None, None, None, None,

@@ -83,6 +83,7 @@ def check_session(session: RecordedSession, profile: Profile = CHAT_PROFILE) -> 
     findings: list[Finding] = []
     for ts, rank, conn_id, seq, frame in timeline:
         if rank == 1:
+            assert frame is not None  # rank 1: a frame; 0 and 2: a connection's open and close
             findings += checker.message(conn_id, seq, ts, frame.sender,
                                         decode(frame.kind, frame.text if frame.kind == "text" else frame.data,
                                                frame.sender))

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from wsproxy.core.vocab import DrawnAs
 from wsproxy.inspect.timeline import TimelineRow
 
 SERVER = "S"
@@ -28,7 +29,7 @@ class Arrow:
     target: str
     arrow: str  # Mermaid's: ->> request, -->> response, --) event, -) close and others
     label: str
-    kind: str  # request | response | event | other: how it is drawn
+    kind: DrawnAs
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,9 @@ class Diagram:
     not_shown: int = 0  # messages past the limit
 
 
+DRAWN_AS: dict[str, DrawnAs] = {"request": "request", "response": "response", "event": "event"}
+
+
 def build(rows: Sequence[TimelineRow], limit: int | None = None) -> Diagram:
     """The diagram of ``rows`` (data frames, closes and their findings), at most ``limit`` messages."""
     messages = [r for r in rows if r.kind in ("text", "binary", "close")]
@@ -59,7 +63,7 @@ def build(rows: Sequence[TimelineRow], limit: int | None = None) -> Diagram:
     diagram = Diagram(participants, not_shown=len(messages) - len(shown))
     for row in shown:
         client, label = f"C{row.conn_id}", _label(row)
-        kind = row.msg_type if row.msg_type in ("request", "response", "event") else "other"
+        kind: DrawnAs = DRAWN_AS.get(row.msg_type or "", "other")
         if row.sender == "client":
             arrow = "->>" if row.msg_type == "request" else "-)" if row.kind == "close" else "--)" \
                 if row.msg_type == "event" else "->>"

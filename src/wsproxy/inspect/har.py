@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from wsproxy import __version__
 from wsproxy.core.recorded import RecordedConnection, RecordedFrame, RecordedSession, iso_to_us
+from wsproxy.core.vocab import Sender
 
 
 def to_har(session: RecordedSession, upstream: str | None) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def from_har(document: Any, label: str) -> HarImport:
         messages = entry.get("_webSocketMessages")
         if entry.get("_resourceType") != "websocket" and messages is None:
             continue  # ordinary HTTP: not WebSocket traffic
-        request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+        request = _object(entry.get("request"))
         url = request.get("url")
         if not isinstance(url, str) or not url:
             skip("a WebSocket entry without a request URL")
@@ -97,7 +98,7 @@ def from_har(document: Any, label: str) -> HarImport:
         if opened is None:
             skip("a WebSocket entry without a valid startedDateTime")
             continue
-        response = entry.get("response") if isinstance(entry.get("response"), dict) else {}
+        response = _object(entry.get("response"))
         status = response.get("status", 101)
         if not _whole(status) or not 100 <= status <= 599:
             skip("a WebSocket entry whose response status is not an HTTP status (100-599)")
@@ -157,7 +158,7 @@ def _frame(conn_id: int, opened_us: int, message: Any, skip: Any) -> RecordedFra
     if not _number(at) or not isinstance(data, str) or opcode is None:
         skip("a message without a numeric time, an opcode or data")
         return None
-    sender = "client" if kind == "send" else "server"
+    sender: Sender = "client" if kind == "send" else "server"
     ts = message_time(at, opened_us)
     if ts is None:
         skip("a message whose time is neither seconds nor milliseconds since the epoch at or after its "
@@ -174,6 +175,11 @@ def _frame(conn_id: int, opened_us: int, message: Any, skip: Any) -> RecordedFra
         return RecordedFrame(conn_id, 0, ts, sender, "binary", None, payload)
     skip(f"a message with opcode {opcode} (only 1 text and 2 binary are data)")
     return None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object, or an empty one for anything else."""
+    return value if isinstance(value, dict) else {}
 
 
 def _number(value: Any) -> TypeGuard[float]:

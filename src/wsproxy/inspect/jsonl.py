@@ -19,13 +19,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Annotated, Any, Literal
+from typing import IO, Annotated, Any
 
 import duckdb
 import msgspec
 
 from wsproxy import __version__
 from wsproxy.core.recorded import RecordedConnection, RecordedFrame, RecordedSession, iso_to_us
+from wsproxy.core.vocab import ClosedBy, FrameKind, Sender
 from wsproxy.store.files import StoreError
 from wsproxy.store.read import session_info
 
@@ -45,7 +46,7 @@ def write_jsonl(con: duckdb.DuckDBPyConnection, session_id: int | None, out: IO[
     info = session_info(con, session_id)
     out.write(_line({"record": FORMAT, "version": VERSION, "wsproxy_version": __version__}))
     row = con.execute(f"SELECT {', '.join(SESSION_FIELDS)} FROM sessions WHERE session_id = ?",
-                      [info.session_id]).fetchone()
+                      [info.session_id]).fetchall()[0]
     out.write(_line({"record": "session", **{k: _plain(v) for k, v in zip(SESSION_FIELDS, row, strict=True)}}))
     for row in con.execute(f"SELECT {', '.join(CONNECTION_FIELDS)} FROM connections WHERE session_id = ? "
                            f"ORDER BY conn_id", [info.session_id]).fetchall():
@@ -80,9 +81,6 @@ def write_jsonl(con: duckdb.DuckDBPyConnection, session_id: int | None, out: IO[
 
 Int32 = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]  # DuckDB's INTEGER columns hold these
 Count = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
-Sender = Literal["client", "server"]
-FrameKind = Literal["text", "binary", "ping", "pong", "close"]
-ClosedBy = Literal["client", "server", "proxy"]
 
 
 class Header(msgspec.Struct):

@@ -55,7 +55,7 @@ async def relay_injected(relay: Any, legs: dict[str, Any], conn: Conn, sender: S
     if conn.observer is not None:  # what the other side got (a delayed or held one: when it goes out)
         for item in out.sends:
             conn.observer(conn_id, seq, ts, sender, parsed if item is data else relay.decoder.decode("text", item, sender))
-    if out.close is not None:
+    if out.close is not None and rule is not None:  # only a close= rule closes
         await carry_out(conn.closing.injected(out.close, f"wsproxy --inject: {rule.text}"[:MAX_REASON_BYTES]), legs)
         return True
     return False

@@ -12,7 +12,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -23,6 +23,7 @@ from wsproxy.core.closing import Side, other
 from wsproxy.core.inject import Injector
 from wsproxy.core.protocol import MessageDecoder, ParsedMessage
 from wsproxy.core.rows import ConnectionOpened, frame_row, redact_headers, redact_query
+from wsproxy.core.vocab import ClosedBy
 from wsproxy.record.injection import relay_injected, send_held, settle
 from wsproxy.record.legs import CLOSE_TIMEOUT, Conn, carry_out
 from wsproxy.record.writer import Recorder
@@ -36,8 +37,6 @@ from wsproxy.ws import (
     upstream_headers,
     went_away,
 )
-
-ClosedBy = Literal["client", "server", "proxy"]
 
 # Handshake headers that belong to one leg only; everything else is forwarded upstream.
 _HOP_HEADERS = frozenset({
@@ -337,7 +336,7 @@ def too_big(text: str, limit: int) -> str:
 def upstream_url(base: URL, rel: URL) -> URL:
     """The upstream URL for a client request: base path prefix + client path + client query,
     all kept exactly as encoded by the client (no decoding, no re-encoding)."""
-    return URL.build(scheme=base.scheme, user=base.raw_user, password=base.raw_password, host=base.raw_host,
+    return URL.build(scheme=base.scheme, user=base.raw_user, password=base.raw_password, host=base.raw_host or "",
                      port=base.explicit_port, path=base.raw_path.rstrip("/") + rel.raw_path,
                      query_string=rel.raw_query_string, encoded=True)
 

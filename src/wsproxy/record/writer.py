@@ -106,8 +106,8 @@ class Recorder:
         """Open (or create) the file, append a new session, start the writer. Returns the session id."""
         self._con = open_for_writing(self.path)
         con = self._con
-        self.session_id = con.execute("SELECT coalesce(max(session_id), 0) + 1 FROM sessions").fetchone()[0]
-        self._next_conn_id = con.execute("SELECT coalesce(max(conn_id), 0) + 1 FROM connections").fetchone()[0]
+        self.session_id = con.execute("SELECT coalesce(max(session_id), 0) + 1 FROM sessions").fetchall()[0][0]
+        self._next_conn_id = con.execute("SELECT coalesce(max(conn_id), 0) + 1 FROM connections").fetchall()[0][0]
         con.execute("INSERT INTO sessions VALUES (?, ?, make_timestamptz(?), NULL, ?, ?, ?, ?)",
                     [self.session_id, label, now_us(), listen, upstream, __version__, redacted])
         try:

@@ -134,9 +134,10 @@ class ReplayServer:
                 return
             self.counters.sent += 1
 
-    async def _inject(self, ws: web.WebSocketResponse, slot: int, kind: str, value: object, held: list) -> bool:
+    async def _inject(self, ws: web.WebSocketResponse, slot: int, kind: str, value: str | bytes, held: list) -> bool:
         """One message of the mock server as the --inject rules say (what ``record --inject`` does to a
         server's message, on the replay's only leg). True when a rule closed the connection."""
+        assert self.injector is not None  # called only with --inject
         parsed = decode(kind, value, "server")
         fired = self.injector.fire(Seen(slot, "server", parsed.msg_type, parsed.payload_type or parsed.event_type,
                                         parsed.msg_id))
@@ -144,14 +145,14 @@ class ReplayServer:
         self.counters.injected += rule is not None
         out = outcome(rule, value)
 
-        async def send(data: object) -> None:
+        async def send(data: str | bytes) -> None:
             await (ws.send_str(data) if isinstance(data, str) else ws.send_bytes(data))
 
         async def later(seconds: float) -> None:
             await asyncio.sleep(seconds)
             await send(value)
 
-        if out.close is not None:
+        if out.close is not None and rule is not None:  # only a close= rule closes
             await ws.close(code=out.close, message=f"wsproxy --inject: {rule.text}".encode()[:120])
             return True
         if out.pause:

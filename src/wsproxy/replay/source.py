@@ -45,7 +45,7 @@ def load_recording(path: Path, session_id: int | None = None) -> RecordedSession
     con = open_recording(path)
     try:
         return load_session(con, session_id if session_id is not None else
-                            con.execute("SELECT max(session_id) FROM sessions").fetchone()[0])
+                            con.execute("SELECT max(session_id) FROM sessions").fetchall()[0][0])
     finally:
         con.close()
 

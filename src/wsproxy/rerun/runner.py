@@ -241,6 +241,7 @@ async def _open(live: _Live, base_url: str, options: RerunOptions, http: aiohttp
 
 async def _read(live: _Live, result: CopyResult) -> None:
     ws = live.ws
+    assert ws is not None  # read once connected
     seq = 0
     async for msg in ws:
         seq += 1
@@ -271,12 +272,14 @@ def _latency(live: _Live, msg: aiohttp.WSMessage, result: CopyResult) -> None:
 
 async def _act(live: _Live, step: Step, options: RerunOptions, bindings: Bindings, result: CopyResult) -> None:
     ws, frame = live.ws, step.frame
+    assert ws is not None  # acted on once connected
     try:
         if step.action == "close":
             live.closed_by = "client"
             code = frame.close_code if frame is not None and frame.close_code else 1000
             await ws.close(code=code, message=((frame.text if frame else None) or "").encode()[:123])
             return
+        assert frame is not None  # a send step carries its frame
         if frame.kind == "text":
             text = client_text(frame, options.rules, bindings, live.comparison.user, now_us())
             _note_request(live, text)

@@ -28,7 +28,7 @@ MEMORY_LIMIT = "1GB"  # DuckDB's buffer pool in the recorder; beyond it DuckDB e
 # 0.4, 3.4 ... 12 s, and large-message throughput fell as the file grew (docs/performance.md).
 # The recorder only appends, so it writes without merging, and merges once when it closes a
 # recording small enough for that to be quick.
-WRITE_CONFIG = {"memory_limit": MEMORY_LIMIT, "max_vacuum_tasks": 0}
+WRITE_CONFIG: dict[str, str | bool | int | float | list[str]] = {"memory_limit": MEMORY_LIMIT, "max_vacuum_tasks": 0}
 MERGE_AT_CLOSE_BELOW = 64 * 1024 * 1024  # bytes of recorded messages (not of the file: it is compressed)
 
 

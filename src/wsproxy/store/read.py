@@ -78,7 +78,7 @@ _DELIVERED_OBSERVATIONS = _OBSERVATIONS.replace(
 def observations(con: duckdb.DuckDBPyConnection, session_id: int, batch: int = 10_000) -> Iterator[Observation]:
     """Connection opens, data frames (as delivered) and closes of one session, in time order, streamed."""
     delivered = con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'frames' "
-                            "AND column_name = 'delivered'").fetchone()[0]
+                            "AND column_name = 'delivered'").fetchall()[0][0]
     result = con.execute(_DELIVERED_OBSERVATIONS if delivered else _OBSERVATIONS, {"session": session_id})
     while True:
         rows = result.fetchmany(batch)

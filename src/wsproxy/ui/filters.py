@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from wsproxy.core.errors import UserError
+from wsproxy.core.vocab import Sender
 from wsproxy.store.sql_guard import check_where
 
 # What the view calls a frame's type: its envelope type, or what it is when it has none.
@@ -28,7 +29,7 @@ class FilterError(UserError):
 
 @dataclass(frozen=True)
 class FrameFilter:
-    direction: str | None = None  # who sent it: client | server
+    direction: Sender | None = None  # who sent it
     type: str | None = None  # one of TYPES
     name: str | None = None  # payloadType or eventType
     finding: str | None = None  # "any", or a rule code
@@ -40,9 +41,11 @@ class FrameFilter:
         def value(key: str) -> str | None:
             text = query.get(key, "").strip()
             return text or None
-        found = cls(value("direction"), value("type"), value("name"), value("finding"), value("q"), value("where"))
-        if found.direction is not None and found.direction not in DIRECTIONS:
-            raise FilterError(f"direction {found.direction!r}: use client or server")
+        direction = value("direction")
+        if direction is not None and direction not in DIRECTIONS:
+            raise FilterError(f"direction {direction!r}: use client or server")
+        found = cls(cast(Sender | None, direction), value("type"), value("name"), value("finding"), value("q"),
+                    value("where"))
         if found.type is not None and found.type not in TYPES:
             raise FilterError(f"type {found.type!r}: use one of {', '.join(TYPES)}")
         if found.where is not None:

@@ -193,6 +193,7 @@ class UiServer:
     async def _poll(self) -> None:
         last: list[int] | None = None
         while self._sockets:
+            now: list[int] | None
             try:
                 now = await views.version(self.reader)
             except UserError as exc:  # a recorder that is stopping, say: ask again next time
