@@ -38,8 +38,10 @@ def build(path: Path, frames: int = 1_000_000, connections: int = 10) -> None:
     for n in range(connections):
         conn_id = recorder.new_conn_id()
         t = START_US + n * 1000
-        recorder.connection_opened(ConnectionOpened(conn_id, session_id, t, "/chat", f"user=user{n}", "127.0.0.1:5000",
-                                                    None, "[]", "[]", 101, None))
+        recorder.connection_opened(ConnectionOpened(
+            conn_id=conn_id, session_id=session_id, opened_at=t, path="/chat", query=f"user=user{n}",
+            client_addr="127.0.0.1:5000", subprotocol=None, request_headers="[]", response_headers="[]", status=101,
+            error=None))
         checker.open(conn_id, t)
         seq = 0
 

@@ -109,8 +109,8 @@ def _write(db: Path, capture: Capture, progress: Progress | None) -> Imported:
         opened = [_opened(conn, shift, session_id, client_addr, error) for conn, client_addr, error in capture.connections]
         if opened:
             insert_rows(con, "connections", opened, ConnectionOpened)
-            closed = [ConnectionClosed(conn.conn_id + shift, conn.closed_us, conn.close_code, conn.close_reason,
-                                       conn.closed_by, error)
+            closed = [ConnectionClosed(conn_id=conn.conn_id + shift, closed_at=conn.closed_us, close_code=conn.close_code,
+                                       close_reason=conn.close_reason, closed_by=conn.closed_by, error=error)
                       for conn, _, error in capture.connections if conn.closed_us is not None]
             if closed:
                 update_closed(con, closed)
@@ -128,9 +128,10 @@ def _write(db: Path, capture: Capture, progress: Progress | None) -> Imported:
 
 def _opened(conn: RecordedConnection, shift: int, session_id: int, client_addr: str | None,
             error: str | None) -> ConnectionOpened:
-    return ConnectionOpened(conn.conn_id + shift, session_id, conn.opened_us, conn.path, conn.query, client_addr,
-                            conn.subprotocol, _json(conn.request_headers), _json(conn.response_headers or None),
-                            conn.status, error)
+    return ConnectionOpened(conn_id=conn.conn_id + shift, session_id=session_id, opened_at=conn.opened_us,
+                            path=conn.path, query=conn.query, client_addr=client_addr, subprotocol=conn.subprotocol,
+                            request_headers=_json(conn.request_headers),
+                            response_headers=_json(conn.response_headers or None), status=conn.status, error=error)
 
 
 def _batches(connections: list[tuple[RecordedConnection, Any, Any]], shift: int) -> Iterator[list[FrameRow]]:

@@ -48,8 +48,8 @@ async def relay_injected(relay: Any, legs: dict[str, Any], conn: Conn, sender: S
     relay.counters.bytes[sender] += len(data)
     if rule is not None:
         relay.counters.injected += 1
-        recorder.add_injection(InjectionRow(recorder.session_id, conn_id, seq, ts, sender, rule.action, rule.text,
-                                            out.detail))
+        recorder.add_injection(InjectionRow(session_id=recorder.session_id, conn_id=conn_id, seq=seq, ts=ts,
+                                            sender=sender, action=rule.action, rule=rule.text, detail=out.detail))
         if relay.observer is not None:
             relay.observer.injected(conn_id)
     if conn.observer is not None:  # what the other side got (a delayed or held one: when it goes out)

@@ -167,11 +167,11 @@ class Relay:
         def open_row(status: int, subprotocol: str | None, response_headers: list[tuple[str, str]] | None,
                      error: str | None = None) -> ConnectionOpened:
             return ConnectionOpened(
-                conn_id, recorder.session_id, opened_us, request.path,
-                redact_query(request.rel_url.raw_query_string, config.redact), client_addr, subprotocol,
-                redact_headers(list(request.headers.items()), config.redact),
-                None if response_headers is None else redact_headers(response_headers, config.redact),
-                status, error)
+                conn_id=conn_id, session_id=recorder.session_id, opened_at=opened_us, path=request.path,
+                query=redact_query(request.rel_url.raw_query_string, config.redact), client_addr=client_addr,
+                subprotocol=subprotocol, request_headers=redact_headers(list(request.headers.items()), config.redact),
+                response_headers=None if response_headers is None else redact_headers(response_headers, config.redact),
+                status=status, error=error)
 
         # Compression per leg: offer permessage-deflate upstream only when the client offered it,
         # so the proxy never adds compression work the client did not ask for.

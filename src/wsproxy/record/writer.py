@@ -158,7 +158,8 @@ class Recorder:
     def connection_closed(self, conn_id: int, close_code: int | None, close_reason: str | None,
                           closed_by: str | None, error: str | None = None, closed_at_us: int | None = None) -> None:
         """Queue what is known of a connection when it ends."""
-        self._append(ConnectionClosed(conn_id, closed_at_us or now_us(), close_code, close_reason, closed_by, error))
+        self._append(ConnectionClosed(conn_id=conn_id, closed_at=closed_at_us or now_us(), close_code=close_code,
+                                      close_reason=close_reason, closed_by=closed_by, error=error))
 
     def add_violation(self, row: ViolationRow) -> None:
         """Queue one ``violations`` row (core.rows.violation_row)."""
