@@ -5,9 +5,12 @@ conftest (which holds the fixtures) or from another test module."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import duckdb
@@ -45,6 +48,41 @@ async def read_until(stream: asyncio.StreamReader, text: str, timeout: float = 1
             raise AssertionError(f"the output ended before {text!r}; it said: {''.join(seen)[-2000:]}")
         seen.append(line.decode())
     return seen
+
+
+@contextlib.asynccontextmanager
+async def child(*args: str, **kwargs) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``wsproxy ARGS`` as a process for the length of a test (its output piped); killed on the way out
+    if a failing test left it running."""
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "wsproxy", *args, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE, **kwargs)
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def stop(process: asyncio.subprocess.Process, sig: int = signal.SIGINT) -> tuple[int, str]:
+    """Ctrl-C (or ``sig``) a child; its exit code and the rest of its stderr."""
+    process.send_signal(sig)
+    _, err = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode is not None
+    return process.returncode, err.decode()
+
+
+async def until_listening(url: str) -> None:
+    """Wait until a proxy relays WebSocket connections at ``url`` (an echo path of the test upstream)."""
+    import aiohttp
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            try:
+                async with http.ws_connect(url):
+                    return
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+    raise AssertionError(f"nothing relays at {url}")
 
 
 def free_port() -> int:

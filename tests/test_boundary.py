@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from helpers import eventually, recorded
+from helpers import child, eventually, free_port, read_until, recorded, stop
 from wsproxy.chat.client import ChatClient
 from wsproxy.store.query import query_live, run_query
 from wsproxy.store.sql import QueryError, UserSql
@@ -338,26 +339,18 @@ async def long_where(url: str) -> asyncio.Task:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 async def test_record_stops_within_5_s_while_a_query_runs_with_everything_written(chat_server, tmp_path, sig) -> None:
-    from helpers import free_port, start_recorder
-    db = tmp_path / "live.duckdb"
-    port = free_port()
-    recorder = await start_recorder(chat_server.url, db, port, "--ui", "127.0.0.1:0", "--sql-timeout", "300")
-    try:
-        line = await asyncio.wait_for(recorder.stderr.readline(), 20)
-        import json
-        url = json.loads(line)["url"]
+    db, port = tmp_path / "live.duckdb", free_port()
+    async with child("record", "--listen", f"127.0.0.1:{port}", "--upstream", chat_server.url, "--db", str(db),
+                     "--log-format", "json", "--ui", "127.0.0.1:0", "--sql-timeout", "300") as recorder:
+        assert recorder.stderr is not None
+        await read_until(recorder.stderr, '"event":"listening"', 20)
+        url = json.loads((await read_until(recorder.stderr, '"event":"ui"', 20))[-1])["url"]
         await traffic(f"ws://127.0.0.1:{port}", "alice")
         asker = await long_where(url)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        recorder.send_signal(sig)
-        assert await asyncio.wait_for(recorder.wait(), 20) == 0
-        assert loop.time() - started < 5
+        started = asyncio.get_running_loop().time()
+        code, _ = await stop(recorder, sig)
+        assert code == 0 and asyncio.get_running_loop().time() - started < 5
         asker.cancel()
-    finally:
-        if recorder.returncode is None:
-            recorder.kill()
-            await recorder.wait()
     assert recorded(db, "SELECT count(*) FROM sessions WHERE ended_at IS NULL") == [(0,)]
     assert recorded(db, "SELECT count(*) FROM frames WHERE sender = 'client'")[0][0] >= 1
     assert not db.with_name(db.name + ".wal").exists()  # checkpointed
@@ -367,22 +360,14 @@ async def test_record_stops_within_5_s_while_a_query_runs_with_everything_writte
 async def test_ui_stops_at_once_while_a_query_runs(tmp_path) -> None:
     db = tmp_path / "copy.duckdb"
     shutil.copy(FIXTURE, db)
-    ui = await asyncio.create_subprocess_exec(sys.executable, "-m", "wsproxy", "ui", str(db), "--listen", "127.0.0.1:0",
-                                              "--sql-timeout", "300", stdout=asyncio.subprocess.PIPE,
-                                              stderr=asyncio.subprocess.PIPE)
-    try:
+    async with child("ui", str(db), "--listen", "127.0.0.1:0", "--sql-timeout", "300") as ui:
+        assert ui.stdout is not None
         url = (await asyncio.wait_for(ui.stdout.readline(), 20)).decode().strip()
         asker = await long_where(url)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        ui.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(ui.wait(), 20) == 0
-        assert loop.time() - started < 3
+        started = asyncio.get_running_loop().time()
+        code, _ = await stop(ui)
+        assert code == 0 and asyncio.get_running_loop().time() - started < 3
         asker.cancel()
-    finally:
-        if ui.returncode is None:
-            ui.kill()
-            await ui.wait()
 
 
 def test_a_user_sql_runner_refuses_new_work_once_stopping() -> None:

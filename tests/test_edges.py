@@ -8,12 +8,11 @@ import asyncio
 import json
 import resource
 import signal
-import sys
 
 import aiohttp
 import pytest
 
-from helpers import eventually, free_port, recorded
+from helpers import child, eventually, free_port, recorded, stop, until_listening
 
 UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}  # a handshake request's headers, for plain HTTP clients
@@ -99,19 +98,11 @@ def limit_files(count: int):
 
 async def test_out_of_file_descriptors_is_said_once_and_recovers(upstream, tmp_path) -> None:
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{port}", "--upstream", upstream,
-        "--db", str(tmp_path / "x.duckdb"), "--quiet", "--handshake-timeout", "2",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=limit_files(64))
     sockets = []
-    try:
+    async with child("record", "--listen", f"127.0.0.1:{port}", "--upstream", upstream, "--db", str(tmp_path / "x.duckdb"),
+                     "--quiet", "--handshake-timeout", "2", preexec_fn=limit_files(64)) as process:
+        await until_listening(f"ws://127.0.0.1:{port}/echo")
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):  # wait for it to listen
-                try:
-                    async with http.ws_connect(f"ws://127.0.0.1:{port}/echo"):
-                        break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
             for _ in range(120):  # more idle connections than it has descriptors
                 try:
                     sockets.append(await asyncio.open_connection("127.0.0.1", port))
@@ -133,14 +124,8 @@ async def test_out_of_file_descriptors_is_said_once_and_recovers(upstream, tmp_p
                 await asyncio.sleep(0.2)
             else:
                 raise AssertionError("no client got through after the idle ones were closed")
-        process.send_signal(signal.SIGINT)
-        _, err = await asyncio.wait_for(process.communicate(), 20)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    text = err.decode()
-    assert process.returncode == 0, text
+        code, text = await stop(process)
+    assert code == 0, text
     assert text.count("out of file descriptors") == 1 and "Traceback" not in text, text
 
 
@@ -155,18 +140,11 @@ def limit_file_size(size: int):
 async def test_a_recording_that_fails_while_running_is_said_at_once_and_keeps_the_summary(upstream, tmp_path,
                                                                                          log_format) -> None:
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{port}", "--upstream", upstream,
-        "--db", str(tmp_path / "x.duckdb"), "--quiet", "--log-format", log_format,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=limit_file_size(3 * 1024 * 1024))
-    try:
+    async with child("record", "--listen", f"127.0.0.1:{port}", "--upstream", upstream, "--db", str(tmp_path / "x.duckdb"),
+                     "--quiet", "--log-format", log_format, preexec_fn=limit_file_size(3 * 1024 * 1024)) as process:
+        await until_listening(f"ws://127.0.0.1:{port}/echo")
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    ws = await http.ws_connect(f"ws://127.0.0.1:{port}/echo", max_msg_size=0)
-                    break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
+            ws = await http.ws_connect(f"ws://127.0.0.1:{port}/echo", max_msg_size=0)
             try:
                 for _ in range(200):  # 20 MB each way: far past what the file may hold
                     await ws.send_str("x" * 100_000)
@@ -175,6 +153,7 @@ async def test_a_recording_that_fails_while_running_is_said_at_once_and_keeps_th
             except (ConnectionError, RuntimeError):
                 pass
             await ws.close()
+            assert process.stderr is not None
             line = (await asyncio.wait_for(process.stderr.readline(), 20)).decode()  # said while it runs
             if '"event":"listening"' in line:
                 line = (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
@@ -185,19 +164,13 @@ async def test_a_recording_that_fails_while_running_is_said_at_once_and_keeps_th
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await http.ws_connect(f"ws://127.0.0.1:{port}/echo")
             assert refused.value.status == 503
-        process.send_signal(signal.SIGINT)
-        _, rest = await asyncio.wait_for(process.communicate(), 20)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    text = rest.decode()
-    assert process.returncode == 2, text
+        code, text = await stop(process)
+    assert code == 2, text
     if log_format == "json":
         events = [json.loads(line)["event"] for line in text.splitlines()]
         assert events[-2:] == ["summary", "error"], text
     else:
-        assert "recorded 1 connection(s)" in text and text.strip().splitlines()[-1].startswith("Error: "), text
+        assert "recorded 2 connection(s)" in text and text.strip().splitlines()[-1].startswith("Error: "), text
 
 
 async def test_a_client_that_goes_away_during_the_handshake_leaves_no_traceback(proxy, caplog) -> None:
