@@ -164,6 +164,15 @@ def test_each_wrong_jsonl_record_is_skipped_and_counted(sources, tmp_path, chang
     read_everything(tmp_path / "into.duckdb")
 
 
+def test_a_session_record_with_a_bad_time_is_skipped_and_the_file_refused(sources, tmp_path) -> None:
+    """Found by the fuzz: the session was kept although its time had been refused."""
+    lines = [json.loads(line) for line in sources["jsonl"].splitlines()]
+    lines[1]["ended_at"] = ""
+    (tmp_path / "bad.jsonl").write_text("\n".join(json.dumps(record) for record in lines) + "\n")
+    with pytest.raises(UserError, match=r"its session record is unusable \(a session record whose time is not"):
+        import_file(tmp_path / "bad.jsonl", tmp_path / "into.duckdb")
+
+
 def test_a_jsonl_header_with_a_wrong_version_is_one_line(sources, tmp_path) -> None:
     lines = sources["jsonl"].splitlines()
     header = json.loads(lines[0])

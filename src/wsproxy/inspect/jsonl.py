@@ -158,8 +158,9 @@ def read_jsonl(path: Path) -> JsonlFile:
                 if session is not None:
                     skip("a second session record (a file holds one session)")
                     continue
-                session = msgspec.convert(record, SessionRecord)
-                iso_to_us(session.started_at), iso_to_us(session.ended_at)
+                candidate = msgspec.convert(record, SessionRecord)
+                iso_to_us(candidate.started_at), iso_to_us(candidate.ended_at)  # refused before it is kept
+                session = candidate
             elif kind == "connection":
                 conn = msgspec.convert(record, ConnectionRecord)
                 if conn.conn_id in connections:
@@ -181,7 +182,9 @@ def read_jsonl(path: Path) -> JsonlFile:
         except (ValueError, OverflowError):
             skip(f"a {kind} record whose time is not an ISO 8601 time")
     if session is None:
-        raise StoreError(f"{path} holds no session record")
+        why = [reason for reason in skipped if reason.startswith("a session record")]
+        raise StoreError(f"{path}: its session record is unusable ({why[0]})" if why
+                         else f"{path} holds no session record")
     for frame in frames:
         found = connections.get(frame.conn_id)
         if found is None:
