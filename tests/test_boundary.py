@@ -20,7 +20,7 @@ import pytest
 
 from helpers import child, eventually, free_port, read_until, recorded, stop
 from wsproxy.chat.client import ChatClient
-from wsproxy.store.query import query_live, run_query
+from wsproxy.store.query import query_live, query_live_async, run_query
 from wsproxy.store.sql import QueryError, UserSql
 from wsproxy.store.sql_guard import check_query, check_where
 from wsproxy.ui.reader import FileReader, RecorderReader
@@ -260,6 +260,21 @@ async def test_a_live_query_whose_asker_hangs_up_is_interrupted(chat_server, pro
             f"http://127.0.0.1:{info['port']}/query", data=b"{not json", headers={"X-Wsproxy-Token": info["token"]}
     ) as response:
         assert response.status == 400 and "not a query request" in (await response.json())["error"]
+
+
+async def test_the_web_view_of_a_file_another_process_records_hangs_up_on_the_recorder(chat_server, proxy,
+                                                                                        tmp_path) -> None:
+    """`ui FILE` asks the recorder of FILE over HTTP: a page that goes away must stop the recorder's query too."""
+    session = await proxy(chat_server.url, db=tmp_path / "live.duckdb", sql_timeout=120)
+    assert session.sql is not None
+    asker = asyncio.create_task(query_live_async(session.options.db, LONG, None, 120))
+    await eventually(lambda: session.sql is not None and session.sql.running == 1)
+    asker.cancel()
+    await eventually(lambda: session.sql is not None and session.sql.running == 0, timeout=5)
+    answer = await query_live_async(session.options.db, "SELECT 42")
+    assert answer.rows == [(42,)]
+    with pytest.raises(QueryError, match="read_text"):
+        await query_live_async(session.options.db, "SELECT * FROM read_text('/etc/passwd')")
 
 
 # --- entry point 3: the web view's WHERE (record --ui, and ui FILE) ---

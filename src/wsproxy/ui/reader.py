@@ -4,12 +4,11 @@ statement runs in a ``store.sql.UserSql``: checked by the parser, its own cursor
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any, Protocol
 
 from wsproxy.store.files import RecordingLocked, open_recording
-from wsproxy.store.query import query_live
+from wsproxy.store.query import query_live_async
 from wsproxy.store.sql import SQL_TIMEOUT, QueryResult, UserSql
 
 MAX_ROWS = 10_000  # no answer of the view needs more; a user's WHERE cannot make one bigger
@@ -45,7 +44,7 @@ class FileReader:
     async def query(self, sql: str, params: list[Any] | None = None) -> QueryResult:
         if self._sql is None:
             try:
-                return await asyncio.to_thread(query_live, self.path, sql, params, self.timeout)
+                return await query_live_async(self.path, sql, params, self.timeout)
             except RecordingLocked:  # the recorder stopped answering: the file, if it is free now
                 if not self._open():
                     raise
