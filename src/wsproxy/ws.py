@@ -65,24 +65,35 @@ def went_away(request: web.BaseRequest) -> web.Response:
     return web.Response(status=400, text="the client went away during the handshake\n")
 
 
-def bound_pending(server: web.Server, limit: int, upgraded: Callable[[], int], full: Callable[[int], object],
-                  fine: Callable[[], object]) -> None:
+def bound_pending(server: web.Server, limit: int, upgraded: Callable[[], int], full: Callable[[int], None],
+                  fine: Callable[[], None]) -> None:
     """Close a new connection at once while more than ``limit`` of the server's connections are not
     ``upgraded()`` yet (still in their handshake): aiohttp has no limit of its own, and idle sockets
     would otherwise take every file descriptor. ``full(pending)`` is told of each one closed,
     ``fine()`` when fewer than half the limit are pending again. aiohttp's ``Server.connection_made``
-    is the one place every accepted connection passes before its first byte is read."""
-    made = server.connection_made
+    is the one place every accepted connection passes before its first byte is read, and
+    ``connection_lost`` the one it leaves by; counted here, not by listing ``server.connections`` (a copy
+    of every open connection, on every accept)."""
+    made, lost = server.connection_made, server.connection_lost
+    accepted = 0
 
     def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+        nonlocal accepted
         made(handler, transport)
-        pending = len(server.connections) - upgraded()
+        accepted += 1
+        pending = accepted - upgraded()
         if pending > limit:
             full(pending)
             transport.close()
         elif pending < limit // 2:
             fine()
+
+    def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+        nonlocal accepted
+        accepted -= 1
+        lost(handler, exc)
     server.connection_made = connection_made  # type: ignore[method-assign]
+    server.connection_lost = connection_lost  # type: ignore[method-assign]
 
 
 class _ErrorsAsMessages:

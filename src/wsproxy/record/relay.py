@@ -50,7 +50,7 @@ HANDSHAKE_TIMEOUT = 10.0  # seconds a client has to send its handshake request (
 MAX_PENDING = 1024  # connections still in their handshake; more are closed at once, until some finish
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RelayConfig:
     upstream: URL
     max_message_size: int = DEFAULT_MAX_MESSAGE
@@ -105,13 +105,13 @@ class Relay:
         """Bound the connections still in their handshake (aiohttp closes idle ones after
         ``handshake_timeout``, its keep-alive timeout): past ``max_pending`` a new one is closed at once
         and the user is told, once until the number falls again."""
-        def full(pending: int) -> bool:
+        def full(pending: int) -> None:
             self.counters.refused_pending += 1
             if not self._saturated:
                 self._saturated = True
                 self.on_notice(f"{pending} connections have not finished their handshake: new ones are closed "
                                f"at once until they do (each has {self.config.handshake_timeout:g} s)")
-            return True
+
         def fine() -> None:
             self._saturated = False
         bound_pending(server, self.config.max_pending, lambda: self.counters.open, full, fine)

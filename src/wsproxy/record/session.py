@@ -115,8 +115,10 @@ class RecordSession:
         self.recorder = Recorder(Path(options.db))
         self.live_check = LiveCheck(Checker(options.profile), self.recorder) if options.check else None
         self.injector = Injector(options.inject, options.seed) if options.inject else None
-        self.relay = Relay(RelayConfig(self.upstream, options.max_message_size, options.redact, self._client_tls,
-                                       options.connect_timeout, options.handshake_timeout, options.max_pending),
+        self.relay = Relay(RelayConfig(upstream=self.upstream, max_message_size=options.max_message_size,
+                                       redact=options.redact, ssl_context=self._client_tls,
+                                       connect_timeout=options.connect_timeout,
+                                       handshake_timeout=options.handshake_timeout, max_pending=options.max_pending),
                            self.recorder, MessageDecoder(options.profile), self.live_check, self.injector)
         self.recorder.on_failed = self._recording_failed
         self._runner: web.AppRunner | None = None
