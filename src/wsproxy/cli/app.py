@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from wsproxy.core.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_USAGE, UserError, first_line
+from wsproxy.core.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_USAGE, UserError
 
 app = typer.Typer(
     name="wsproxy",
@@ -48,8 +48,8 @@ def command(name: str | None = None, *, panel: str) -> Callable[[Callable[..., A
                 raise fail(os_error(exc)) from None
             except BaseException as exc:
                 if _unreadable(exc):
-                    raise fail(f"the recording cannot be read ({first_line(exc)}): is it truncated or damaged? "
-                               f"Use an intact copy") from None
+                    from wsproxy.store.files import damaged
+                    raise fail(str(damaged("the recording", exc))) from None
                 if not _interrupted(exc):
                     raise  # the command's own exit, or a bug (its traceback is for us)
                 err.print("[dim]interrupted[/]")

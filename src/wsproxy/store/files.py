@@ -91,7 +91,7 @@ def open_recording(path: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def damaged(path: Path, exc: BaseException) -> StoreError:
+def damaged(path: Path | str, exc: BaseException) -> StoreError:
     """The error for a recording DuckDB cannot read through (a copy cut short, a disk that failed)."""
     return StoreError(f"{path} cannot be read ({first_line(exc)}): is it truncated or damaged? "
                       f"Use an intact copy")
