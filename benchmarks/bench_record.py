@@ -15,6 +15,10 @@ The paths compared:
   nocheck  through `wsproxy record --no-check`
   inject   through `wsproxy record --inject RULE` with one rule that every message is matched against
            and none fires (`--skip inject` leaves it out; `--inject-rule` picks another)
+  mitmproxy through `mitmdump --mode reverse:... -w FILE` (mitmproxy's recorder), where `--mitmdump`
+           names it or `mitmdump` is on PATH (`pip install mitmproxy` into a venv of its own)
+
+`--paths direct,bare,record` picks the paths.
 
 Prints, per scenario and round, messages/s and the proxy's CPU ms per 1,000 messages, then the median
 ratio of each path to direct (and record to bare, record to nocheck); then latency at a fixed
@@ -42,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import loadgen  # noqa: E402
 
 BARE_RELAY = Path(__file__).parent / "bare_relay.py"
+MITMDUMP = shutil.which("mitmdump") or ""
 CONNECTIONS = 10
 INJECT_RULE = "delay=1ms event type=typing"
 WINDOW = 32  # requests in flight per connection
@@ -120,6 +125,10 @@ class Rig:
         port = free_port()
         if path == "bare":
             command = [sys.executable, str(BARE_RELAY), str(port), upstream]
+        elif path == "mitmproxy":
+            self.runs += 1
+            command = [MITMDUMP, "--mode", f"reverse:http://127.0.0.1:{self.upstream_port}", "--listen-host",
+                       "127.0.0.1", "-p", str(port), "-q", "-w", str(self.tmp / f"run{self.runs}.mitm")]
         else:
             self.runs += 1
             extra = {"record": [], "uvloop": ["--event-loop", "uvloop"], "nocheck": ["--no-check"],
@@ -148,8 +157,8 @@ class Rig:
             self.server.kill()
             self.server.wait()
             self.server = None
-        for old in self.tmp.glob("run*.duckdb*"):
-            old.unlink()
+        for old in self.tmp.glob("run*"):
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
         return summary
 
 
@@ -283,11 +292,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,4096,65536")
     parser.add_argument("--skip", default="", help="comma-separated: clean, findings, latency, idle")
     parser.add_argument("--idle", default="1000,10000", help="idle connection counts")
+    parser.add_argument("--paths", default="", help="comma-separated paths to compare (default: all there are)")
+    parser.add_argument("--mitmdump", default=shutil.which("mitmdump") or "", help="mitmproxy's mitmdump, for the mitmproxy path")
     parser.add_argument("--inject-rule", default="delay=1ms event type=typing",
                         help="the rule of the inject path (the load sends no typing: it is checked, never fires)")
     args = parser.parse_args()
-    global INJECT_RULE
-    INJECT_RULE = args.inject_rule
+    global INJECT_RULE, MITMDUMP
+    INJECT_RULE, MITMDUMP = args.inject_rule, args.mitmdump
     more_files()
     skip = set(filter(None, args.skip.split(",")))
     try:
@@ -297,6 +308,10 @@ def main() -> None:
         paths = ["direct", "bare", "record", "nocheck"]
     if "inject" not in skip:
         paths.append("inject")
+    if MITMDUMP:
+        paths.append("mitmproxy")
+    if args.paths:
+        paths = args.paths.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="wsproxy-bench-"))
     rig = Rig(tmp)
     try:
@@ -306,7 +321,8 @@ def main() -> None:
                     runs = scenario(rig, pool, args, paths, size, "clean")
                     target = {100: 0.50, 4096: 0.0, 65536: 0.30}.get(size, 0.0)
                     report(runs, {("record", "direct"): target, ("bare", "direct"): 0, ("record", "bare"): 0,
-                                  ("uvloop", "direct"): 0, ("nocheck", "direct"): 0, ("inject", "record"): 0})
+                                  ("uvloop", "direct"): 0, ("nocheck", "direct"): 0, ("inject", "record"): 0,
+                                  ("record", "mitmproxy"): 0})
             if "findings" not in skip:
                 runs = scenario(rig, pool, args, ["record", "nocheck"], 100, "findings")
                 report(runs, {("record", "nocheck"): 0.80})

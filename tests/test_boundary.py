@@ -228,13 +228,17 @@ async def test_a_long_live_query_stops_at_its_limit_and_holds_back_neither_write
     await eventually(lambda: session.sql is not None and session.sql.running == 1)
     largest = 0
     async with aiohttp.ClientSession() as http:
-        for _ in range(6):  # 600 x 100 KB each way: 120 MB, over seven times DuckDB's 16 MB checkpoint threshold
+        # 6 x 1,200 messages of 8,000 B each way (under store.parts' 8 KiB: DuckDB stores them): 115 MB,
+        # seven times DuckDB's 16 MB checkpoint threshold
+        for _ in range(6):
             async with http.ws_connect(f"{session.url}/echo", max_msg_size=0) as ws:  # each close: an UPDATE
-                for _ in range(100):
-                    await ws.send_str("x" * 100_000)
-                    await ws.receive(timeout=10)
+                for _ in range(12):
+                    for _ in range(100):
+                        await ws.send_str("x" * 8_000)
+                    for _ in range(100):
+                        await ws.receive(timeout=10)
                     largest = max(largest, wal.stat().st_size if wal.exists() else 0)
-    await eventually(lambda: session.recorder.stats.rows_written >= 1200, timeout=20)
+    await eventually(lambda: session.recorder.stats.rows_written >= 14_400, timeout=30)
     assert largest < 48 * 1024 * 1024, f"the WAL grew to {largest:,} bytes: checkpoints were held back"
     with pytest.raises(QueryError, match="stopped so that the recording could checkpoint"):
         await asked  # the writer came first

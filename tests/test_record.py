@@ -25,9 +25,9 @@ from wsproxy.core.protocol import decode
 from wsproxy.core.rows import frame_row
 from wsproxy.record import writer as recorder_module
 from wsproxy.record.session import ConfigError, RecordOptions, RecordSession, parse_listen, parse_upstream
-from wsproxy.record.writer import Recorder, split_by_size
+from wsproxy.record.writer import Recorder
 from wsproxy.store import files as store_files
-from wsproxy.store.batches import frames_table
+from wsproxy.store.batches import frames_table, split_by_size
 from wsproxy.store.files import RecordingError
 from wsproxy.store.schema import DDL
 
@@ -114,8 +114,8 @@ def test_payloads_read_back_exactly_from_the_view(payload, space, first) -> None
 
 async def test_a_full_batch_is_written_at_once_not_at_the_next_commit_tick(tmp_path) -> None:
     # Large messages stream through the writer: it does not sit out its commit interval
-    # while a batch's worth (an eighth of the back-pressure budget) is waiting.
-    recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=16 * 65536)
+    # while a batch's worth (a quarter of the back-pressure budget) is waiting.
+    recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=8 * 65536)
     recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
     try:
         recorder.add_frame(frame_row(1, 1, now_us(), "client", "text", "x" * 65536, None))
@@ -133,7 +133,8 @@ def test_a_backlog_of_large_messages_is_committed_in_parts_that_fit_in_memory(tm
     # backlog (96 MiB against a 32 MB limit) fails to commit, and a failed write stops the relay.
     monkeypatch.setitem(store_files.WRITE_CONFIG, "memory_limit", "32MB")
     monkeypatch.setattr(recorder_module, "MAX_TRANSACTION_BYTES", 8 * 1024 * 1024)
-    recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=1 << 40)
+    recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=1 << 40,
+                        large_frame_bytes=1 << 40)  # DuckDB's own storage, which frames under 8 KiB use
     recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
     size = 4 * 1024 * 1024
     for seq in range(24):  # queued faster than the writer wakes: one backlog, written at stop()
@@ -167,7 +168,8 @@ def test_a_write_that_stays_out_of_memory_fails_with_duckdbs_reason(tmp_path, mo
     monkeypatch.setitem(store_files.WRITE_CONFIG, "memory_limit", "32MB")
     monkeypatch.setattr(recorder_module, "MAX_TRANSACTION_BYTES", 1 << 40)
     monkeypatch.setattr(recorder_module, "RETRY_FOR_SECONDS", 0.5)
-    recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=1 << 40)
+    recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=1 << 40,
+                        large_frame_bytes=1 << 40)  # DuckDB's own storage, which frames under 8 KiB use
     recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
     for seq in range(8):  # 64 MiB in one transaction: more than DuckDB may hold
         recorder.add_frame(frame_row(1, seq, now_us(), "client", "text", f"{seq:08d}" + "x" * (8 * 1024 * 1024 - 8), None))
@@ -257,7 +259,7 @@ def test_large_messages_are_compressed_unless_the_writer_is_busy(tmp_path, monke
     texts = [_chat_text(i) for i in range(400)]
     for mode, count in (("keeping up", 160), ("busy", 400)):
         path = tmp_path / f"{mode}.duckdb"
-        recorder = Recorder(path)
+        recorder = Recorder(path, large_frame_bytes=1 << 40)  # DuckDB's storage, as for frames under 8 KiB
         recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
         for i in range(count):
             recorder.add_frame(frame_row(1, i, now_us(), "server", "text", texts[i], None))

@@ -82,3 +82,29 @@ def import_(
               f"session {result.session_id}")
     for reason, count in sorted(result.skipped.items()):
         err.print(f"[yellow]skipped {count} × {shown(reason)}[/]")
+
+
+@command(panel=PANEL)
+def pack(
+    recording: Recording,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The single DuckDB file to write.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+) -> None:
+    """Fold a recording and the Parquet parts beside it into one DuckDB file, to hand on as one thing.
+
+    A recording that held many large frames keeps them in a folder beside its file
+    (RECORDING.parts/); every wsproxy command reads both, and so does DuckDB run in the
+    recording's folder. The packed file needs nothing beside it. RECORDING is not changed.
+
+    Examples:
+
+      wsproxy pack today.duckdb -o bug-1234.duckdb
+
+      wsproxy pack today.duckdb -o fixtures/images.duckdb --force
+    """
+    from wsproxy.store.pack import pack as pack_recording
+
+    result = pack_recording(recording, output, force=force)
+    parts = f", {result.parts} Parquet part(s) folded in" if result.parts else ""
+    err.print(f"packed {result.frames:,} frames{parts} into {shown(output)} ({result.bytes / 1e6:.1f} MB)",
+              markup=False, highlight=False)

@@ -151,6 +151,8 @@ class RecordSession:
         assert self.recorder.database is not None
         self.sql = UserSql(self.recorder.database, timeout=self.options.sql_timeout)
         self.recorder.on_checkpoint_held = functools.partial(self.sql.interrupt_all, "checkpoint")
+        sql = self.sql
+        self.recorder.readers_idle = lambda: sql.running == 0
         self.live_query = LiveQueryServer(Path(self.options.db), self.sql)
         await self.live_query.start()
         if self.live_check is not None:

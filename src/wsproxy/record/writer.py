@@ -31,8 +31,9 @@ from wsproxy.clock import now_us
 from wsproxy.core.errors import first_line
 from wsproxy.core.rows import ConnectionClosed, ConnectionOpened, FrameRow, InjectionRow, ViolationRow
 from wsproxy.record.priority import lower_thread_priority
-from wsproxy.store.batches import insert_frames, insert_rows, update_closed
+from wsproxy.store.batches import split_by_size, write_batch
 from wsproxy.store.files import close_checkpoint, open_for_writing
+from wsproxy.store.parts import LARGE_FRAME_BYTES, Parts
 
 # DuckDB holds a transaction's rows in its memory until it commits: a backlog of large messages
 # (150 clients sending 16 MB each at once) failed to commit within MEMORY_LIMIT and stopped the relay.
@@ -77,6 +78,8 @@ class Recorder:
     high_water_bytes: int = 64 * 1024 * 1024  # ... or unwritten payload bytes, whichever comes first
     on_failed: Callable[[str], None] | None = None
     on_checkpoint_held: Callable[[], None] | None = None  # stop the readers (called in the writer's thread)
+    large_frame_bytes: int = LARGE_FRAME_BYTES  # frames this large go to Parquet parts (store.parts)
+    readers_idle: Callable[[], bool] = lambda: True  # no reader's statement is running (merged parts can go)
     stats: RecorderStats = field(default_factory=RecorderStats)
     error: str | None = None
     session_id: int = 0
@@ -95,6 +98,7 @@ class Recorder:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._parts: Parts | None = None
         self._next_conn_id = 1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._capacity: asyncio.Event | None = None
@@ -110,6 +114,7 @@ class Recorder:
         self._next_conn_id = con.execute("SELECT coalesce(max(conn_id), 0) + 1 FROM connections").fetchall()[0][0]
         con.execute("INSERT INTO sessions VALUES (?, ?, make_timestamptz(?), NULL, ?, ?, ?, ?)",
                     [self.session_id, label, now_us(), listen, upstream, __version__, redacted])
+        self._parts = Parts(self.path, con, self.session_id)
         try:
             self._loop = asyncio.get_running_loop()
             self._capacity = asyncio.Event()
@@ -133,6 +138,8 @@ class Recorder:
                 try:
                     self._con.execute("UPDATE sessions SET ended_at = make_timestamptz(?) WHERE session_id = ?",
                                       [now_us(), self.session_id])
+                    if self._parts is not None:
+                        self._parts.close(self._con)
                     close_checkpoint(self._con)
                 except duckdb.Error as exc:
                     self.error = f"could not finish the recording {self.path}: {exc}"
@@ -185,7 +192,7 @@ class Recorder:
                 self._oldest_pending = time.monotonic()
             self._pending.append(item)
         if not self._batch_ready and (len(self._pending) >= self.high_water >> 3
-                                      or self._pending_bytes >= self.high_water_bytes >> 3):
+                                      or self._pending_bytes >= self.high_water_bytes >> 2):
             # A full batch is waiting: write it now rather than at the next commit tick, so
             # that large messages stream through the writer instead of stopping and starting.
             self._batch_ready = True
@@ -255,6 +262,7 @@ class Recorder:
                     else:
                         self.stats.max_lag_seconds = max(self.stats.max_lag_seconds, lag)
                         self._keep_checkpointing()
+                        self._tidy_parts()
             if stopping and not self._pending:
                 return
             if stopping and self.error is not None:
@@ -270,6 +278,15 @@ class Recorder:
             self._con.execute(f"SET disabled_compression_methods = '{FAST_WRITE_DISABLES}'" if busy
                               else "RESET disabled_compression_methods")
             self._busy = busy
+
+    def _tidy_parts(self) -> None:
+        """Merge small parts as they pile up; delete merged ones once no reader can be reading them."""
+        parts, con = self._parts, self._con
+        if parts is None or con is None:
+            return
+        parts.merge_small(con)
+        if parts.retired and self.readers_idle():
+            parts.delete_retired()
 
     def _keep_checkpointing(self) -> None:
         """Checkpoint now if queries of the live recording have held DuckDB's own checkpoints back."""
@@ -317,38 +334,14 @@ class Recorder:
             self._write_hook()
         con = self._con
         assert con is not None
-        opens = [item for item in batch if type(item) is ConnectionOpened]
-        closes = [item for item in batch if type(item) is ConnectionClosed]
-        rows = [item for item in batch if type(item) is FrameRow]
-        violations = [item for item in batch if type(item) is ViolationRow]
-        injections = [item for item in batch if type(item) is InjectionRow]
-        con.execute("BEGIN TRANSACTION")
-        try:
-            # One statement per kind and batch (a statement per connection cost memory and time)
-            if opens:
-                insert_rows(con, "connections", opens, ConnectionOpened)
-            if rows:
-                insert_frames(con, rows)
-            if violations:
-                insert_rows(con, "violations", violations, ViolationRow)
-            if injections:
-                insert_rows(con, "injections", injections, InjectionRow)
-            if closes:
-                update_closed(con, closes)
-            con.execute("COMMIT")
-        except BaseException:
-            try:
-                con.execute("ROLLBACK")
-            except duckdb.Error:  # a failed COMMIT has rolled back already: report why it failed, not this
-                pass
-            raise
+        rows = write_batch(con, batch, self._parts, self.large_frame_bytes)
         stats = self.stats
         elapsed = time.perf_counter() - started
         if batch:
             self._row_seconds = 0.5 * self._row_seconds + 0.5 * elapsed / len(batch)
-        stats.rows_written += len(rows)
+        stats.rows_written += rows
         stats.batches += 1
-        stats.last_batch_rows = len(rows)
+        stats.last_batch_rows = rows
         stats.write_seconds += elapsed
 
     def _fail(self, message: str) -> None:
@@ -372,19 +365,3 @@ def _out_of_memory(exc: duckdb.Error) -> bool:
     return isinstance(exc, duckdb.OutOfMemoryException) or (
         "Failed to commit" in text and ("Out of Memory" in text or "failed to pin" in text
                                         or "failed to allocate" in text))
-
-
-def split_by_size(batch: list[Any], batch_bytes: int, limit: int) -> list[list[Any]]:
-    """``batch`` in order, cut into parts of at most ``limit`` bytes of frames (each part holds at least
-    one item). ``batch_bytes`` is what the relay counted: small batches are not looked at."""
-    if batch_bytes <= limit:
-        return [batch]
-    parts, start, size = [], 0, 0
-    for index, item in enumerate(batch):
-        if type(item) is FrameRow:
-            size += item.size
-            if size > limit and index > start:
-                parts.append(batch[start:index])
-                start, size = index, item.size
-    parts.append(batch[start:])
-    return parts

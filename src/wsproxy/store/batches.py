@@ -15,7 +15,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from wsproxy.core.rows import ConnectionClosed, FrameRow, columns
+from wsproxy.core.rows import ConnectionClosed, ConnectionOpened, FrameRow, InjectionRow, ViolationRow, columns
+from wsproxy.store.parts import Parts
 
 ARROW_TYPES = {"int32": pa.int32(), "int64": pa.int64(), "timestamp": pa.timestamp("us", tz="UTC"),
                "string": pa.string(), "binary": pa.binary(), "bool": pa.bool_()}
@@ -73,3 +74,62 @@ def update_closed(con: duckdb.DuckDBPyConnection, rows: Sequence[ConnectionClose
                  "UPDATE connections SET closed_at = c.closed_at, close_code = c.close_code, "
                  "close_reason = c.close_reason, closed_by = c.closed_by, "
                  f"error = coalesce(c.error, connections.error) FROM {BATCH} c WHERE connections.conn_id = c.conn_id")
+
+
+def write_batch(con: duckdb.DuckDBPyConnection, batch: list[Any], parts: Parts | None, large_frame_bytes: int) -> int:
+    """Write a backlog (rows of every kind, in the order they came) in one transaction; frames of
+    ``large_frame_bytes`` or more go to a Parquet part that the same transaction lists. Returns the
+    number of frames written. Nothing is committed if anything fails (and the part's file goes)."""
+    opens = [item for item in batch if type(item) is ConnectionOpened]
+    closes = [item for item in batch if type(item) is ConnectionClosed]
+    rows = [item for item in batch if type(item) is FrameRow]
+    violations = [item for item in batch if type(item) is ViolationRow]
+    injections = [item for item in batch if type(item) is InjectionRow]
+    large = [row for row in rows if row.size >= large_frame_bytes] if parts is not None else []
+    if large:  # DuckDB's string ingest is slow for them (store.parts)
+        rows = [row for row in rows if row.size < large_frame_bytes]
+    part: tuple[str, int] | None = None
+    con.execute("BEGIN TRANSACTION")
+    try:
+        # One statement per kind and batch (a statement per connection cost memory and time)
+        if opens:
+            insert_rows(con, "connections", opens, ConnectionOpened)
+        if rows:
+            insert_frames(con, rows)
+        if large:
+            assert parts is not None
+            part = parts.add(con, large, frames_table(large))
+        if violations:
+            insert_rows(con, "violations", violations, ViolationRow)
+        if injections:
+            insert_rows(con, "injections", injections, InjectionRow)
+        if closes:
+            update_closed(con, closes)
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:  # a failed COMMIT has rolled back already: report why it failed, not this
+            pass
+        if part is not None and parts is not None:
+            parts.discard(part[0])
+        raise
+    if part is not None and parts is not None:
+        parts.added(*part)
+    return len(rows) + len(large)
+
+
+def split_by_size(batch: list[Any], batch_bytes: int, limit: int) -> list[list[Any]]:
+    """``batch`` in order, cut into parts of at most ``limit`` bytes of frames (each part holds at least
+    one item). ``batch_bytes`` is what the relay counted: small batches are not looked at."""
+    if batch_bytes <= limit:
+        return [batch]
+    parts, start, size = [], 0, 0
+    for index, item in enumerate(batch):
+        if type(item) is FrameRow:
+            size += item.size
+            if size > limit and index > start:
+                parts.append(batch[start:index])
+                start, size = index, item.size
+    parts.append(batch[start:])
+    return parts

@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 
 from wsproxy.core.errors import EXIT_USAGE, UserError, first_line
+from wsproxy.store.parts import allow, missing_parts, parts_dir
 from wsproxy.store.schema import (
     APPLICATION,
     DDL,
@@ -81,6 +82,7 @@ def open_recording(path: Path) -> duckdb.DuckDBPyConnection:
             raise damaged(path, exc) from None
         raise StoreError(f"{path} is not a DuckDB recording: {text}") from None
     try:
+        allow(con, path)
         _validate(con, path)
     except duckdb.Error as exc:
         con.close()
@@ -106,6 +108,11 @@ def _validate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     if not version.isdigit() or int(version) > SCHEMA_VERSION:
         raise StoreError(f"{path} was written by a newer wsproxy (schema {version}, this one reads up to "
                          f"{SCHEMA_VERSION}): upgrade wsproxy")
+    missing = missing_parts(con, path)
+    if missing:
+        raise StoreError(f"{path} keeps its large frames in {parts_dir(path)}/, but {len(missing)} of its files "
+                         f"are missing (first: {missing[0]}): copy that folder along with the file, or "
+                         f"hand recordings on as one file with `wsproxy pack`")
     create_reader_views(con)
 
 
@@ -136,6 +143,7 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
     except duckdb.Error as exc:
         raise RecordingError(f"{path} is not a DuckDB file wsproxy can use: {first_line(exc)}") from None
     try:
+        allow(con, path)
         check_or_create_schema(con, path)
     except duckdb.Error as exc:
         con.close()

@@ -7,7 +7,7 @@ the layout changes; the rows that fill the tables are ``core.rows``.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 APPLICATION = "wsproxy"
 
 # What each version adds, in order: an older recording opened for writing gets the rest.
@@ -125,5 +125,24 @@ CREATE TABLE IF NOT EXISTS injections (
 MIGRATIONS[5] = ("ALTER TABLE frame_store ADD COLUMN delivered INTEGER;\n"
                  "ALTER TABLE violations ADD COLUMN IF NOT EXISTS caused_by_injection BOOLEAN DEFAULT false;\n"
                  + INJECTIONS_TABLE + FRAMES_VIEW_V5)
+
+# Version 6: frames of 8 KiB or more may be stored as Parquet files beside the recording
+# (``store.parts``): ``frame_parts`` lists them and ``frames`` reads them with ``frame_store``.
+FRAME_PARTS_TABLE = """
+CREATE TABLE IF NOT EXISTS frame_parts (part VARCHAR PRIMARY KEY, session_id INTEGER, rows BIGINT, bytes BIGINT);
+"""
+MIGRATIONS[6] = FRAME_PARTS_TABLE
+
+
+def frames_view(parts: list[str]) -> str:
+    """The ``frames`` view over ``frame_store`` and the Parquet ``parts`` (names relative to the
+    recording's folder, which readers set as DuckDB's ``file_search_path``)."""
+    if not parts:
+        return FRAMES_VIEW_V5
+    names = ", ".join("'" + name.replace("'", "''") + "'" for name in parts)
+    return FRAMES_VIEW_V5.replace(
+        "FROM frame_store;",
+        f"FROM (SELECT * FROM frame_store UNION ALL BY NAME SELECT * FROM read_parquet([{names}]));")
+
 
 DDL = DDL_V1 + "".join(MIGRATIONS[v] for v in sorted(MIGRATIONS))
