@@ -25,7 +25,11 @@ def wsproxy(*args: str) -> subprocess.CompletedProcess:
 
 
 def recorded(db: Path, sql: str, params: list | None = None) -> list[tuple]:
+    """``sql`` on a finished recording, read by plain DuckDB as docs/sql.md tells a user to (the file's
+    folder as ``file_search_path``, where a recording's Parquet parts are found)."""
     with duckdb.connect(str(db), read_only=True) as con:
+        folder = str(Path(db).resolve().parent).replace("'", "''")
+        con.execute(f"SET file_search_path = '{folder}'")
         return con.execute(sql, params or []).fetchall()
 
 
