@@ -197,10 +197,11 @@ class Recorder:
             # that large messages stream through the writer instead of stopping and starting.
             self._batch_ready = True
             self._wake.set()
-        # Whether the relay should wait: the bytes every time (a few huge frames must not overshoot
-        # the budget), the rest every 32nd row (``behind`` reads the clock: 0.3 us a frame for nothing)
-        if self._capacity is not None and (self._pending_bytes >= self.high_water_bytes
-                                           or (not len(self._pending) & 31 and self.behind)):
+        # Whether the relay should wait: the high-water marks on every row (a few huge frames must not
+        # overshoot the budget), the lag every 32nd row (``behind`` reads the clock: 0.3 us a frame)
+        pending = len(self._pending)
+        if self._capacity is not None and (pending >= self.high_water or self._pending_bytes >= self.high_water_bytes
+                                           or (not pending & 31 and self.behind)):
             self._capacity.clear()
 
     @property
