@@ -49,6 +49,15 @@ BARE_RELAY = Path(__file__).parent / "bare_relay.py"
 MITMDUMP = shutil.which("mitmdump") or ""
 CONNECTIONS = 10
 INJECT_RULE = "delay=1ms event type=typing"
+# Issue 25's targets, per message size: (path, against, what, target); throughput at least the target
+# times the other path's, CPU per message at most the target times its; 0: shown, no target.
+Target = tuple[str, str, str, float]
+TARGETS: dict[int, list[Target]] = {
+    100: [("record", "bare", "throughput", 0.75), ("record", "bare", "CPU", 1.6), ("inject", "record", "throughput", 0)],
+    4096: [("record", "bare", "throughput", 0), ("record", "bare", "CPU", 0)],
+    65536: [("record", "bare", "throughput", 0.50), ("record", "bare", "CPU", 2.5), ("record", "bare", "p99", 2.0),
+            ("record", "mitmproxy", "throughput", 5.0)],
+}
 WINDOW = 32  # requests in flight per connection
 
 
@@ -224,18 +233,39 @@ def ratio(runs: dict[str, list[dict]], a: str, b: str) -> float:
     return statistics.median(x["rate"] / y["rate"] for x, y in zip(runs[a], runs[b]))
 
 
-def report(runs: dict[str, list[dict]], targets: dict[tuple[str, str], float]) -> None:
-    for (a, b), target in targets.items():
-        if a in runs and b in runs:
-            value = ratio(runs, a, b)
-            verdict = "" if target == 0 else f" (target >= {target:.2f}: {'met' if value >= target else 'NOT met'})"
-            print(f"  {a} / {b}: {value:.2f}{verdict}")
+def report(runs: dict[str, list[dict]], targets: list[Target]) -> None:
+    """The scenario as a table (medians over the rounds; ratios are medians of per-round ratios), then
+    the targets that apply to it."""
+    median = statistics.median
+    base = "bare" if "bare" in runs else None
+    print(f"  {'path':10} {'msgs/s':>9} {'/ bare':>7} {'CPU ms/1k':>10} {'x bare':>7} {'p99 ms':>8} {'x bare':>7} "
+          f"{'lag max':>8} {'RSS max':>8} {'lost':>5}")
     for path, figures in runs.items():
-        if figures and "cpu_per_k" in figures[0]:
-            print(f"  {path}: {statistics.median(f['cpu_per_k'] for f in figures):.1f} ms CPU per 1k messages, "
-                  f"writer lag max {max((f.get('lag_ms') or 0) for f in figures):.0f} ms, "
-                  f"peak RSS {max(f['rss'] for f in figures):.0f} MiB, "
-                  f"frames not written {sum(f.get('lost') or 0 for f in figures)}")
+        if not figures:
+            continue
+        cpu = median(f["cpu_per_k"] for f in figures) if "cpu_per_k" in figures[0] else None
+        line = f"  {path:10} {median(f['rate'] for f in figures):9,.0f} "
+        line += f"{ratio(runs, path, base):7.2f} " if base else f"{'':7} "
+        line += f"{cpu:10.1f} " if cpu is not None else f"{'-':>10} "
+        if base and cpu is not None and "cpu_per_k" in runs[base][0]:
+            line += f"{median(f['cpu_per_k'] / b['cpu_per_k'] for f, b in zip(figures, runs[base])):7.2f} "
+        else:
+            line += f"{'':7} "
+        line += f"{median(f['p99'] for f in figures):8.1f} "
+        line += f"{median(f['p99'] / b['p99'] for f, b in zip(figures, runs[base])):7.2f} " if base else f"{'':7} "
+        lag = max((f.get("lag_ms") or 0) for f in figures)
+        line += f"{lag:6.0f}ms " if "lag_ms" in figures[0] else f"{'-':>8} "
+        line += f"{max(f['rss'] for f in figures):5.0f}MiB " if "rss" in figures[0] else f"{'-':>8} "
+        line += f"{sum(f.get('lost') or 0 for f in figures):5}" if "lost" in figures[0] else f"{'-':>5}"
+        print(line)
+    key = {"throughput": "rate", "CPU": "cpu_per_k", "p99": "p99"}
+    for a, b, what, target in targets:
+        if a in runs and b in runs and all(key[what] in f for f in runs[a] + runs[b]):
+            value = median(x[key[what]] / y[key[what]] for x, y in zip(runs[a], runs[b]))
+            higher_is_better = what == "throughput"
+            met = value >= target if higher_is_better else value <= target
+            verdict = f" (target {'>=' if higher_is_better else '<='} {target:.2f}: {'met' if met else 'NOT met'})"
+            print(f"  {what} {a} / {b}: {value:.2f}" + (verdict if target else ""))
 
 
 def fixed_rate(rig: Rig, pool: ProcessPoolExecutor, args: argparse.Namespace) -> None:
@@ -319,13 +349,10 @@ def main() -> None:
             if "clean" not in skip:
                 for size in map(int, args.sizes.split(",")):
                     runs = scenario(rig, pool, args, paths, size, "clean")
-                    target = {100: 0.50, 4096: 0.0, 65536: 0.30}.get(size, 0.0)
-                    report(runs, {("record", "direct"): target, ("bare", "direct"): 0, ("record", "bare"): 0,
-                                  ("uvloop", "direct"): 0, ("nocheck", "direct"): 0, ("inject", "record"): 0,
-                                  ("record", "mitmproxy"): 0})
+                    report(runs, TARGETS.get(size, [("record", "bare", "throughput", 0)]))
             if "findings" not in skip:
                 runs = scenario(rig, pool, args, ["record", "nocheck"], 100, "findings")
-                report(runs, {("record", "nocheck"): 0.80})
+                report(runs, [("record", "nocheck", "throughput", 0.85)])
             if "latency" not in skip:
                 fixed_rate(rig, pool, args)
             if "idle" not in skip:

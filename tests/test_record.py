@@ -114,8 +114,8 @@ def test_payloads_read_back_exactly_from_the_view(payload, space, first) -> None
 
 async def test_a_full_batch_is_written_at_once_not_at_the_next_commit_tick(tmp_path) -> None:
     # Large messages stream through the writer: it does not sit out its commit interval
-    # while a batch's worth (a quarter of the back-pressure budget) is waiting.
-    recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=8 * 65536)
+    # while a batch's worth (an eighth of the back-pressure budget) is waiting.
+    recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=16 * 65536)
     recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
     try:
         recorder.add_frame(frame_row(1, 1, now_us(), "client", "text", "x" * 65536, None))

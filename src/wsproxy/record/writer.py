@@ -192,7 +192,7 @@ class Recorder:
                 self._oldest_pending = time.monotonic()
             self._pending.append(item)
         if not self._batch_ready and (len(self._pending) >= self.high_water >> 3
-                                      or self._pending_bytes >= self.high_water_bytes >> 2):
+                                      or self._pending_bytes >= self.high_water_bytes >> 3):
             # A full batch is waiting: write it now rather than at the next commit tick, so
             # that large messages stream through the writer instead of stopping and starting.
             self._batch_ready = True
@@ -255,6 +255,10 @@ class Recorder:
                     # The backlog is empty again: the relay goes on while this batch is written
                     # (memory: at most the batch being written plus one more high-water mark).
                     self._call_in_loop(self._capacity.set)
+                    # Back pressure held the relay: the writer is behind, whether or not a batch filled
+                    # up (the lag bound can hold it first: then 4 KiB messages were stuck compressed, at a
+                    # fifth of their speed, in one round of three)
+                    full = True
                 if batch:
                     lag = time.monotonic() - (self._oldest_pending or time.monotonic())
                     try:

@@ -29,7 +29,7 @@ from wsproxy.store.schema import frames_view
 
 LARGE_FRAME_BYTES = 8 * 1024  # frames of this size or more are written to parts (measured: bench_bodies)
 # Small parts (a batch with a few large frames) are merged as they pile up: 16 under 4 MiB into one, so
-# that a recording of occasional large frames keeps a handful of files. A flood writes parts of ~16 MiB
+# that a recording of occasional large frames keeps a handful of files. A flood writes parts of ~8 MiB
 # (a batch) that are not merged: merging them again cost three times their first write and held the
 # writer seconds behind (docs/performance.md); `--rotate` (segments) bounds how many a file gathers.
 MERGE_PARTS = 16
