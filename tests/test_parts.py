@@ -198,6 +198,24 @@ def test_small_parts_are_merged_as_they_pile_up_and_merged_files_go(tmp_path) ->
     assert recorded(db, "SELECT count(*), sum(size) FROM frames") == [(40, 40 * BIG)]
 
 
+def test_the_number_of_parts_stays_bounded_in_a_long_flood(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(parts_module, "MERGE_BELOW", 0)  # every part as large as a flood's
+    monkeypatch.setattr(parts_module, "MAX_PARTS", 6)
+    db = tmp_path / "flood.duckdb"
+    recorder = Recorder(db, commit_interval=0.01)
+    recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
+    try:
+        for seq in range(1, 31):
+            recorder.add_frame(frame_row(1, seq, now_us(), "client", "text", big_text(seq), None))
+            deadline = time.monotonic() + 5
+            while recorder.stats.rows_written < seq and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert len(listed_parts(recorder.database.cursor())) <= 7  # a new part, until the merge after it
+    finally:
+        recorder.stop()
+    assert recorded(db, "SELECT count(*), count(DISTINCT seq) FROM frames") == [(30, 30)]
+
+
 async def test_a_parts_folder_that_cannot_be_made_stops_the_recording_loudly(upstream, proxy, tmp_path) -> None:
     db = tmp_path / "rec.duckdb"
     parts_dir(db).write_text("a file where the parts folder should be")

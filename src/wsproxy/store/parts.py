@@ -34,6 +34,11 @@ LARGE_FRAME_BYTES = 8 * 1024  # frames of this size or more are written to parts
 # writer seconds behind (docs/performance.md); `--rotate` (segments) bounds how many a file gathers.
 MERGE_PARTS = 16
 MERGE_BELOW = 4 * 1024 * 1024
+# Every batch redefines ``frames`` over the list of parts, and DuckDB looks at each file of the list when
+# it binds the view and when a query reads it (~5 us a file): past this many parts the 16 smallest are
+# merged, so that an hour-long flood of large frames costs a rewrite of its bytes, not a time per batch
+# that grows with the recording.
+MAX_PARTS = 256
 FOLD_AT_CLOSE_BELOW = 16 * 1024 * 1024  # bytes in parts: folded into the file when the recording closes
 # Statistics only on the small columns (min/max of 64 KiB strings cost time and say nothing)
 _STATISTICS = ["conn_id", "seq", "ts", "size", "event_id"]
@@ -103,6 +108,8 @@ class Parts:
         names = [name for name in self.names if self._sizes[name] < MERGE_BELOW]
         if len(names) >= max(at_least, 2):
             self._merge(con, names)
+        if len(self.names) > MAX_PARTS:
+            self._merge(con, sorted(self.names, key=self._sizes.__getitem__)[:MERGE_PARTS])
 
     def _merge(self, con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
         """Write the rows of ``names`` as one part and list it instead of them, in one transaction. The
