@@ -29,7 +29,10 @@ def recorded(db: Path, sql: str, params: list | None = None) -> list[tuple]:
     folder as ``file_search_path``, where a recording's Parquet parts are found)."""
     with duckdb.connect(str(db), read_only=True) as con:
         folder = str(Path(db).resolve().parent).replace("'", "''")
-        con.execute(f"SET file_search_path = '{folder}'")
+        try:
+            con.execute(f"SET file_search_path = '{folder}'")
+        except duckdb.InvalidInputException:  # a reader in this process locked it (set already: store.parts)
+            pass
         return con.execute(sql, params or []).fetchall()
 
 

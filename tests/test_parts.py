@@ -104,6 +104,30 @@ async def test_user_sql_reads_the_parts_but_not_the_files(big_recording) -> None
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
 
 
+async def test_the_web_view_pages_and_filters_a_recording_with_parts(big_recording) -> None:
+    from wsproxy.ui.reader import FileReader
+    from wsproxy.ui.server import UiServer
+    db, _ = big_recording
+    reader = FileReader(db)
+    server = UiServer(reader)
+    await server.start()
+    try:
+        base = server.url.split("/?")[0]
+        async with aiohttp.ClientSession(headers={"X-Wsproxy-Token": server.token}) as http:
+            async with http.get(f"{base}/api/connections/1/frames", params={"offset": 1, "limit": 4}) as response:
+                page = await response.json()
+                assert response.status == 200, page
+            assert page["total"] == 4 * COUNT + 2 and [r["seq"] for r in page["rows"]] == [2, 3, 4, 5]
+            async with http.get(f"{base}/api/connections/1/frames",
+                                params={"where": "f.size >= 8192 AND f.sender = 'client'", "limit": 1}) as response:
+                large = await response.json()
+                assert response.status == 200, large
+            assert large["total"] == COUNT
+    finally:
+        await server.stop()
+        reader.close()
+
+
 async def test_pack_folds_a_recording_into_one_file_and_leaves_it_unchanged(big_recording, tmp_path) -> None:
     db, sent = big_recording
     before = {f.name: f.stat().st_size for f in parts_dir(db).iterdir()}
