@@ -222,6 +222,24 @@ def test_small_parts_are_merged_as_they_pile_up_and_merged_files_go(tmp_path) ->
     assert recorded(db, "SELECT count(*), sum(size) FROM frames") == [(40, 40 * BIG)]
 
 
+def test_files_no_transaction_listed_are_deleted_when_the_recording_is_opened_again(tmp_path) -> None:
+    db = tmp_path / "crashed.duckdb"
+    recorder = Recorder(db, large_frame_bytes=1)  # every frame a part
+    recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
+    recorder.add_frame(frame_row(1, 1, now_us(), "client", "text", big_text(1), None))
+    recorder.stop()
+    # what a recorder killed between writing a part and committing it leaves behind
+    folder = parts_dir(db)
+    folder.mkdir(exist_ok=True)
+    (folder / "000009-000001.parquet").write_bytes(b"PAR1 not listed")
+    (folder / "000009-000002.parquet.tmp").write_bytes(b"half")
+    recorder = Recorder(db)
+    recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
+    recorder.stop()
+    assert not folder.exists() or sorted(f.name for f in folder.iterdir()) == []
+    assert recorded(db, "SELECT count(*) FROM frames") == [(1,)]
+
+
 def test_the_number_of_parts_stays_bounded_in_a_long_flood(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(parts_module, "MERGE_BELOW", 0)  # every part as large as a flood's
     monkeypatch.setattr(parts_module, "MAX_PARTS", 6)

@@ -83,6 +83,17 @@ class Parts:
         self._folder = db.resolve().parent
         self._numbers = 0
         self._sizes: dict[str, int] = dict(con.execute("SELECT part, bytes FROM frame_parts").fetchall())
+        self._delete_unlisted()
+
+    def _delete_unlisted(self) -> None:
+        """Files in the folder that no committed transaction listed: a part (or half of one) written by a
+        recorder that was killed before its commit, or merged away before it could delete them. Nothing
+        reads them; the writer is alone with the file (DuckDB's lock)."""
+        folder = parts_dir(self.db)
+        if not folder.is_dir():
+            return
+        listed = {Path(name).name for name in self.names}
+        delete_files(self.db, [f"{folder.name}/{f.name}" for f in folder.iterdir() if f.name not in listed])
 
     def add(self, con: duckdb.DuckDBPyConnection, rows: Sequence[FrameRow], table: pa.Table) -> tuple[str, int]:
         """Write ``rows`` (as ``table``) as a new part and list it, in the writer's open transaction.
