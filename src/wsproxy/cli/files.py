@@ -104,7 +104,8 @@ def pack(
     """
     from wsproxy.store.pack import pack as pack_recording
 
-    result = pack_recording(recording, output, force=force)
+    with err.status(f"packing {shown(recording)} into {shown(output)} …"):
+        result = pack_recording(recording, output, force=force)
     parts = f", {result.parts} Parquet part(s) folded in" if result.parts else ""
     err.print(f"packed {result.frames:,} frames{parts} into {shown(output)} ({result.bytes / 1e6:.1f} MB)",
               markup=False, highlight=False)

@@ -63,6 +63,7 @@ def allow(con: duckdb.DuckDBPyConnection, db: Path) -> None:
     folder = db.resolve().parent
     parts = parts_dir(db)
     con.execute(f"SET GLOBAL file_search_path = {_literal(str(folder))}")
+    con.execute("SET GLOBAL parquet_metadata_cache = true")  # safe: a part is never rewritten, only replaced
     con.execute(f"SET GLOBAL allowed_directories = [{_literal(str(parts.resolve()) + '/')}, "
                 f"{_literal(parts.name + '/')}]")
 
