@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import aiohttp
 import duckdb
 
 from helpers import recorded
@@ -95,3 +96,26 @@ async def test_the_schema_v4_golden_recording_upgrades_to_injections(chat_server
     assert recorded(db, "SELECT DISTINCT delivered FROM frames") == [(1,)]
     assert recorded(db, "SELECT count(*) FROM injections") == [(0,)]
     assert recorded(db, "SELECT DISTINCT caused_by_injection FROM violations") in ([], [(False,)])
+
+
+async def test_the_schema_v5_golden_recording_upgrades_to_parts(upstream, proxy, tmp_path) -> None:
+    # Version 6 lists Parquet parts (frame_parts) and reads them through `frames`: what was there reads
+    # the same; large frames appended to it go to parts, beside the copy, and read with the rest.
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(FIXTURES / "schema-v5-demo.duckdb", db)
+    assert recorded(db, "SELECT value FROM wsproxy_meta WHERE key = 'schema_version'") == [("5",)]
+    before = recorded(db, "SELECT * FROM frames ORDER BY conn_id, seq")
+    views = {name: recorded(db, f"SELECT count(*) FROM {name}") for name in ("messages", "events", "exchanges")}
+    session = await proxy(upstream, db=db, label="appended")
+    big = "x" * (64 * 1024)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{session.url}/echo", max_msg_size=0) as ws:
+        for _ in range(300):  # 19 MiB each way: more than is folded back into the file at close
+            await ws.send_str(big)
+            await ws.receive(timeout=10)
+    await session.stop()
+    assert recorded(db, "SELECT value FROM wsproxy_meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+    assert recorded(db, "SELECT * FROM frames WHERE conn_id <= 3 ORDER BY conn_id, seq") == before
+    assert all(recorded(db, f"SELECT count(*) FROM {name} WHERE session_id = 1") == count
+               for name, count in views.items())
+    assert recorded(db, "SELECT count(*) FROM frame_parts") != [(0,)]
+    assert recorded(db, "SELECT count(*), min(size) FROM frames WHERE conn_id > 3 AND kind = 'text'") == [(600, 65536)]
