@@ -258,6 +258,22 @@ def test_the_number_of_parts_stays_bounded_in_a_long_flood(tmp_path, monkeypatch
     assert recorded(db, "SELECT count(*), count(DISTINCT seq) FROM frames") == [(30, 30)]
 
 
+def test_a_merge_that_fails_fails_the_recording_loudly(tmp_path, monkeypatch) -> None:
+    def no_space(self, con, names) -> None:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(parts_module.Parts, "_merge", no_space)
+    recorder = Recorder(tmp_path / "full.duckdb", commit_interval=0.01)
+    recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
+    for seq in range(1, parts_module.MERGE_PARTS + 2):  # a part each: enough to merge
+        recorder.add_frame(frame_row(1, seq, now_us(), "client", "text", big_text(seq), None))
+        deadline = time.monotonic() + 5
+        while recorder.stats.rows_written < seq and recorder.error is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+    recorder.stop()
+    assert recorder.error is not None and "merging the Parquet parts" in recorder.error
+    assert "No space left" in recorder.error and "\n" not in recorder.error
+
+
 async def test_a_parts_folder_that_cannot_be_made_stops_the_recording_loudly(upstream, proxy, tmp_path) -> None:
     db = tmp_path / "rec.duckdb"
     parts_dir(db).write_text("a file where the parts folder should be")

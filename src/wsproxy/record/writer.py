@@ -292,9 +292,12 @@ class Recorder:
         parts, con = self._parts, self._con
         if parts is None or con is None:
             return
-        parts.merge_small(con)
-        if parts.retired and self.readers_idle():
-            parts.delete_retired()
+        try:
+            parts.merge_small(con)
+            if parts.retired and self.readers_idle():
+                parts.delete_retired()
+        except Exception as exc:  # a full disk: the next write would fail too; say it now, never silently
+            self._fail(f"merging the Parquet parts of {self.path} failed: {first_line(exc)}")
 
     def _keep_checkpointing(self) -> None:
         """Checkpoint now if queries of the live recording have held DuckDB's own checkpoints back."""
