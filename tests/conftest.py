@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -10,6 +11,13 @@ from wsproxy.chat.faults import Faults
 from wsproxy.chat.server import RunningServer, start_chat_server
 
 pytest_plugins = ["pytester"]  # the pytest plugin's tests run the documented example in a subprocess
+
+# Tests press Ctrl-C on wsproxy (SIGINT) as a user at a terminal would. A suite started as a background
+# job (`./dev.sh test &` in a script) inherits SIGINT ignored, and every child would too: `show --follow`
+# and `query` could not be interrupted and those tests hung. Children of a handled SIGINT start with the
+# default, as at a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
