@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wsproxy.core.rows import FrameRow
-from wsproxy.store.schema import frames_view
+from wsproxy.store.schema import frames_view, sql_literal
 
 LARGE_FRAME_BYTES = 8 * 1024  # frames of this size or more are written to parts (measured: bench_bodies)
 # Small parts (a batch with a few large frames) are merged as they pile up: 16 under 4 MiB into one, so
@@ -62,10 +62,10 @@ def allow(con: duckdb.DuckDBPyConnection, db: Path) -> None:
     has turned external access off (``store.sql``): only the parts folder stays readable."""
     folder = db.resolve().parent
     parts = parts_dir(db)
-    con.execute(f"SET GLOBAL file_search_path = {_literal(str(folder))}")
+    con.execute(f"SET GLOBAL file_search_path = {sql_literal(str(folder))}")
     con.execute("SET GLOBAL parquet_metadata_cache = true")  # safe: a part is never rewritten, only replaced
-    con.execute(f"SET GLOBAL allowed_directories = [{_literal(str(parts.resolve()) + '/')}, "
-                f"{_literal(parts.name + '/')}]")
+    con.execute(f"SET GLOBAL allowed_directories = [{sql_literal(str(parts.resolve()) + '/')}, "
+                f"{sql_literal(parts.name + '/')}]")
 
 
 def missing_parts(con: duckdb.DuckDBPyConnection, db: Path) -> list[str]:
@@ -79,12 +79,17 @@ class Parts:
     def __init__(self, db: Path, con: duckdb.DuckDBPyConnection, session_id: int) -> None:
         self.db = db
         self.session_id = session_id
-        self.names = listed_parts(con)
         self.retired: list[str] = []  # no longer listed; deleted once no reader can be reading them
         self._folder = db.resolve().parent
         self._numbers = 0
-        self._sizes: dict[str, int] = dict(con.execute("SELECT part, bytes FROM frame_parts").fetchall())
+        # the listed parts, in order, with their bytes
+        self._sizes: dict[str, int] = dict(con.execute("SELECT part, bytes FROM frame_parts ORDER BY part").fetchall())
         self._delete_unlisted()
+
+    @property
+    def names(self) -> list[str]:
+        """The parts the recording lists (committed), in the order they were listed."""
+        return list(self._sizes)
 
     def _delete_unlisted(self) -> None:
         """Files in the folder that no committed transaction listed: a part (or half of one) written by a
@@ -108,7 +113,6 @@ class Parts:
 
     def added(self, name: str, size: int) -> None:
         """The transaction that listed ``name`` committed."""
-        self.names.append(name)
         self._sizes[name] = size
 
     def discard(self, name: str) -> None:
@@ -142,7 +146,6 @@ class Parts:
             con.execute("ROLLBACK")
             self.discard(into)
             raise
-        self.names = [*kept, into]
         for name in names:
             del self._sizes[name]
         self._sizes[into] = size
@@ -155,7 +158,7 @@ class Parts:
         size = con.execute("SELECT coalesce(sum(bytes), 0) FROM frame_parts").fetchall()[0][0]
         if size < FOLD_AT_CLOSE_BELOW:
             self.retired += fold(con)
-            self.names, self._sizes = [], {}
+            self._sizes = {}
         else:
             self.merge_small(con, at_least=2)
         delete_files(self.db, self.retired)
@@ -171,14 +174,13 @@ class Parts:
         """Write a table (or the rows of parts, one at a time: memory holds one part, not all) as a new
         part, under a temporary name and then renamed, so that no reader ever finds half a part.
         Returns the new part's name (relative to the recording's folder)."""
-        self._numbers += 1
-        name = f"{parts_dir(self.db).name}/{self.session_id:06d}-{self._numbers:06d}.parquet"
-        path = self._folder / name
-        path.parent.mkdir(exist_ok=True)
-        while path.exists():  # a part of an earlier run of this session number (a recording copied back)
+        parts_dir(self.db).mkdir(exist_ok=True)
+        while True:  # the next number no file has (one of an earlier run may, in a recording copied back)
             self._numbers += 1
             name = f"{parts_dir(self.db).name}/{self.session_id:06d}-{self._numbers:06d}.parquet"
             path = self._folder / name
+            if not path.exists():
+                break
         temporary = path.with_name(path.name + ".tmp")
         if isinstance(content, pa.Table):
             tables: Iterable[pa.Table] = [content]
@@ -222,6 +224,3 @@ def delete_files(db: Path, names: Sequence[str]) -> None:
     except OSError:  # not empty (parts still listed), or not there
         pass
 
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

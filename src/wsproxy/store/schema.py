@@ -134,12 +134,17 @@ CREATE TABLE IF NOT EXISTS frame_parts (part VARCHAR PRIMARY KEY, session_id INT
 MIGRATIONS[6] = FRAME_PARTS_TABLE
 
 
+def sql_literal(text: str) -> str:
+    """``text`` as an SQL string literal (for statements that take no parameters: views, SET)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def frames_view(parts: list[str]) -> str:
     """The ``frames`` view over ``frame_store`` and the Parquet ``parts`` (names relative to the
     recording's folder, which readers set as DuckDB's ``file_search_path``)."""
     if not parts:
         return FRAMES_VIEW_V5
-    names = ", ".join("'" + name.replace("'", "''") + "'" for name in parts)
+    names = ", ".join(map(sql_literal, parts))
     return FRAMES_VIEW_V5.replace(
         "FROM frame_store;",
         f"FROM (SELECT * FROM frame_store UNION ALL BY NAME SELECT * FROM read_parquet([{names}]));")
