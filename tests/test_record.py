@@ -26,6 +26,7 @@ from wsproxy.core.rows import frame_row
 from wsproxy.record import writer as recorder_module
 from wsproxy.record.session import ConfigError, RecordOptions, RecordSession, parse_listen, parse_upstream
 from wsproxy.record.writer import Recorder
+from wsproxy.store import batches as batches_module
 from wsproxy.store import files as store_files
 from wsproxy.store.batches import frames_table, split_by_size
 from wsproxy.store.files import RecordingError
@@ -167,7 +168,7 @@ def test_a_write_that_runs_out_of_memory_is_retried(tmp_path) -> None:
 def test_a_write_that_stays_out_of_memory_fails_with_duckdbs_reason(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(store_files.WRITE_CONFIG, "memory_limit", "32MB")
     monkeypatch.setattr(recorder_module, "MAX_TRANSACTION_BYTES", 1 << 40)
-    monkeypatch.setattr(recorder_module, "RETRY_FOR_SECONDS", 0.5)
+    monkeypatch.setattr(batches_module, "RETRY_FOR_SECONDS", 0.5)
     recorder = Recorder(tmp_path / "rec.duckdb", commit_interval=60.0, high_water_bytes=1 << 40,
                         large_frame_bytes=1 << 40)  # DuckDB's own storage, which frames under 8 KiB use
     recorder.start(label=None, listen="127.0.0.1:0", upstream="ws://127.0.0.1:1", redacted=True)
@@ -589,12 +590,12 @@ def test_close_payload_helper_matches_rfc6455() -> None:
 
 
 async def test_live_status_line_and_summary_count_the_traffic(chat_server, proxy) -> None:
-    from wsproxy.cli.status import Rates, status_line, summary
+    from wsproxy.cli.status import Rates, status_fields, status_line, summary
     session = await proxy(chat_server.url)
-    rates = Rates(session)
+    rates = Rates()
     await overview_flow(session.url)
     await eventually(lambda: session.relay.counters.open == 0)  # the proxy finishes its close handshakes
-    line = status_line(session, rates).plain
+    line = status_line(status_fields(session), rates).plain
     assert "conns 0 open / 3 total" in line and session.url in line and "lag" in line
     await session.stop()
     result = summary(session)

@@ -17,6 +17,7 @@ from wsproxy.core.errors import EXIT_FOUND, UserError
 
 if TYPE_CHECKING:
     from wsproxy.record.session import RecordSession
+    from wsproxy.ui.reader import Reader
     from wsproxy.ui.server import UiServer
 
 PANEL = "Record"
@@ -61,6 +62,16 @@ def record(
     = "asyncio",
     loop: Annotated[str | None, typer.Option(help="Deprecated: the old name of --event-loop (in `replay`, --loop "
                                                   "means start over).")] = None,
+    workers: Annotated[str, typer.Option(
+        metavar="N", help="Relay and record in N processes on the same --listen address (auto: one per core); "
+                          "--db is then a folder of segments (docs/scale.md).")] = "1",
+    rotate: Annotated[str | None, typer.Option(
+        metavar="SIZE|DURATION", help="Start a new segment after this many recorded bytes or this long (1GB, "
+                                      "1h); --db is then a folder of segments.")] = None,
+    keep: Annotated[str | None, typer.Option(
+        metavar="COUNT|DURATION", help="With --rotate: delete the oldest closed segments beyond this many (per "
+                                       "worker) or older than this (24, 7d).")] = None,
+    worker: Annotated[str | None, typer.Option(hidden=True, help="Set by --workers for each worker.")] = None,
 ) -> None:
     """Relay WebSocket clients to the upstream server, check the protocol live and record every
     frame into DuckDB.
@@ -80,9 +91,10 @@ def record(
       wsproxy record --upstream ws://127.0.0.1:8765 --inject "drop response type=new once"
 
       wsproxy record --upstream ws://127.0.0.1:8765 --ui 127.0.0.1:8090 --open   (watch it in a browser)
+
+      wsproxy record --upstream ws://127.0.0.1:8765 --workers auto --rotate 1GB --keep 7d --db captures/
     """
-    from wsproxy.cli.status import Rates, log_json, show_findings, status_line, summary
-    from wsproxy.core.profile import fails
+    from wsproxy.cli.status import Rates, log_json, show_findings, status_fields, status_line, summary
     from wsproxy.record.session import LOOPBACK, RecordOptions, RecordSession
     from wsproxy.store.files import RecordingError
 
@@ -100,7 +112,13 @@ def record(
         raise UserError(f"--max-message-size must be 0 (no limit) or a number of bytes, not {max_message_size}")
     allow_many_connections()
     rules = inject_rules(inject, inject_file)
-    session = RecordSession(RecordOptions(
+    from wsproxy.cli.workers import folder_plan, record_with_workers, report_status, worker_args
+    plan = folder_plan(workers, rotate, keep, worker)
+    if plan is not None and plan.workers > 1 and worker is None:
+        record_with_workers(plan.workers, db, listen, log_format, quiet, fail_on, ui, open_browser, sql_timeout,
+                            worker_args(locals()))
+        return
+    session = RecordSession(RecordOptions(folder=plan, reuse_port=worker is not None,
         listen=listen, upstream=upstream, db=db, label=label, redact=not no_redact, max_message_size=max_message_size,
         insecure=insecure, ca_file=ca, tls_cert=tls_cert, tls_key=tls_key, profile=options.profile(profile),
         check=not no_check, inject=rules, seed=seed, sql_timeout=sql_timeout, connect_timeout=connect_timeout,
@@ -122,21 +140,25 @@ def record(
         if not quiet:
             show_findings(session, err, log_format)
         live = web_view = None
+        reporter = asyncio.create_task(report_status(session), name="status") if worker is not None else None
         if not quiet and log_format == "text" and err.is_terminal:
             from rich.live import Live
-            rates = Rates(session)
-            live = Live(status_line(session, rates), console=err, refresh_per_second=2, transient=True)
+            rates = Rates()
+            live = Live(status_line(status_fields(session), rates), console=err, refresh_per_second=2,
+                        transient=True)
             live.start()
             async def refresh() -> None:
                 while True:
                     await asyncio.sleep(0.5)
-                    live.update(status_line(session, rates))
+                    live.update(status_line(status_fields(session), rates))
             refresher = asyncio.create_task(refresh(), name="status-line")
         try:
             if ui is not None:
                 web_view = await start_web_view(session, ui, open_browser, log_format)
             await stop.wait()
         finally:
+            if reporter is not None:
+                reporter.cancel()
             if live is not None:
                 refresher.cancel()
                 live.stop()
@@ -153,6 +175,16 @@ def record(
         if session.recorder.error is None:
             raise  # it could not start
         failure, result = exc, summary(session)  # it failed while running: the summary of what was relayed too
+    print_summary(result, db, log_format, checked=session.live_check is not None, injecting=bool(rules),
+                  failure=failure, fail_on=fail_on)
+
+
+def print_summary(result: dict, db: Path, log_format: str, *, checked: bool, injecting: bool,
+                  failure: UserError | None, fail_on: str) -> None:
+    """What was recorded, at the end of `record` (one worker's, or all of them added up); exits 2 for a
+    failed recording, 1 when --fail-on says the findings fail."""
+    from wsproxy.cli.status import log_json
+    from wsproxy.core.profile import fails
     if log_format == "json":
         log_json("summary", **result)
         if failure is not None:
@@ -164,14 +196,14 @@ def record(
                   f"({result['frames_client']:,} from clients, {result['frames_server']:,} from servers), "
                   f"{result['rows_written']:,} frame rows written to {shown(db)} as session {result['session_id']}",
                   highlight=False)
-        if session.live_check is not None:
+        if checked:
             from wsproxy.cli.render import severity_counts
-            line = severity_counts(result["findings"])
-            if rules:
+            line = severity_counts(result["findings"] or {})
+            if injecting:
                 line.append(f"  ({result['findings_caused_by_injection']} caused by injections)", style="magenta")
             line.append(f"  (SELECT * FROM violations WHERE session_id = {result['session_id']})", style="dim")
             err.print(line)
-        if rules:
+        if injecting:
             err.print(f"[bold magenta]{result['injected']:,} injected action(s)[/] "
                       f"(SELECT * FROM injections WHERE session_id = {result['session_id']})", highlight=False)
         if failure is not None:
@@ -205,13 +237,21 @@ def demo(
 
 
 async def start_web_view(session: RecordSession, listen: str, open_browser: bool, log_format: str) -> UiServer:
-    """``--ui``: the web view, reading the recorder's own connection; its URL on one line."""
+    """``--ui``: the web view, reading the recorder's own connection (or its folder); its URL on one line."""
+    from wsproxy.ui.reader import FileReader, RecorderReader
+    reader: Reader
+    if session.sql is not None:
+        reader = RecorderReader(session.sql)
+    else:  # a folder of segments (--rotate): read as every other reader reads it
+        reader = await asyncio.to_thread(FileReader, session.options.db, session.options.sql_timeout)
+    return await serve_web_view(reader, listen, session.recorder.session_id, open_browser, log_format)
+
+
+async def serve_web_view(reader: Reader, listen: str, session_id: int, open_browser: bool,
+                         log_format: str) -> UiServer:
     from wsproxy.cli.ui import start_ui
-    from wsproxy.ui.reader import RecorderReader
-    assert session.sql is not None
-    reader = RecorderReader(session.sql)
     try:
-        server = await start_ui(reader, listen, session.recorder.session_id, fallback=False)
+        server = await start_ui(reader, listen, session_id, fallback=False)
     except BaseException:
         reader.close()
         raise

@@ -17,40 +17,72 @@ from wsproxy.record.session import RecordSession
 
 
 class Rates:
-    """Messages per second each way, from successive snapshots of the counters."""
+    """Messages per second each way, from successive readings of the counters."""
 
-    def __init__(self, session: RecordSession) -> None:
-        self.session = session
+    def __init__(self) -> None:
         self._last = (time.monotonic(), 0, 0)
 
-    def sample(self) -> tuple[float, float]:
+    def sample(self, frames_client: int, frames_server: int) -> tuple[float, float]:
         now = time.monotonic()
-        frames = self.session.relay.counters.frames
         then, up, down = self._last
         elapsed = max(now - then, 1e-6)
-        self._last = (now, frames["client"], frames["server"])
-        return (frames["client"] - up) / elapsed, (frames["server"] - down) / elapsed
+        self._last = (now, frames_client, frames_server)
+        return (frames_client - up) / elapsed, (frames_server - down) / elapsed
 
 
-def status_line(session: RecordSession, rates: Rates) -> Text:
+def status_fields(session: RecordSession) -> dict[str, Any]:
+    """What the status line shows, as plain values: a worker of ``--workers`` sends them to the
+    process that shows them (``add_status`` adds up those of every worker)."""
     counters, recorder = session.relay.counters, session.recorder
-    up, down = rates.sample()
+    return {"url": session.url, "upstream": str(session.upstream), "open": counters.open, "total": counters.total,
+            "frames_client": counters.frames["client"], "frames_server": counters.frames["server"],
+            "bytes": counters.bytes["client"] + counters.bytes["server"], "rows": recorder.stats.rows_written,
+            "lag": recorder.lag_seconds,
+            "injected": counters.injected if session.injector is not None else None,
+            "findings": dict(session.live_check.counts) if session.live_check is not None else None,
+            "stopped": session.relay.stopped_reason or None}
+
+
+def add_status(fields: list[dict[str, Any]]) -> dict[str, Any]:
+    """The status of every worker as one: counts added up, the largest lag, the first stop reason."""
+    total = dict(fields[0])
+    for other in fields[1:]:
+        for key in ("open", "total", "frames_client", "frames_server", "bytes", "rows"):
+            total[key] += other[key]
+        total["lag"] = max(total["lag"], other["lag"])
+        if total["injected"] is not None:
+            total["injected"] += other["injected"] or 0
+        total["findings"] = _add_counts(total["findings"], other["findings"])
+        total["stopped"] = total["stopped"] or other["stopped"]
+    return total
+
+
+def _add_counts(a: dict[str, int] | None, b: dict[str, int] | None) -> dict[str, int] | None:
+    if a is None or b is None:
+        return a or b
+    return {key: a.get(key, 0) + b.get(key, 0) for key in {**a, **b}}
+
+
+def status_line(fields: dict[str, Any], rates: Rates, workers: int = 1) -> Text:
+    up, down = rates.sample(fields["frames_client"], fields["frames_server"])
     text = Text()
     text.append("● rec ", style="bold red")
-    text.append(f"{session.url} → {session.upstream}  ")
-    text.append(f"conns {counters.open} open / {counters.total} total  ", style="cyan")
+    text.append(f"{fields['url']} → {fields['upstream']}  ")
+    if workers > 1:
+        text.append(f"{workers} workers  ", style="cyan")
+    text.append(f"conns {fields['open']} open / {fields['total']} total  ", style="cyan")
     text.append(f"↑ {up:,.0f}/s ↓ {down:,.0f}/s  ")
-    text.append(f"{_size(counters.bytes['client'] + counters.bytes['server'])}  ")
-    text.append(f"rows {recorder.stats.rows_written:,}  ")
-    lag = recorder.lag_seconds
+    text.append(f"{_size(fields['bytes'])}  ")
+    text.append(f"rows {fields['rows']:,}  ")
+    lag = fields["lag"]
     text.append(f"lag {lag * 1000:,.0f} ms", style="yellow" if lag > 1 else "green")
-    if session.injector is not None:
-        text.append(f"  injected {counters.injected:,}", style="bold magenta")
-    if session.live_check is not None:
+    if fields["injected"] is not None:
+        text.append(f"  injected {fields['injected']:,}", style="bold magenta")
+    if fields["findings"] is not None:
         text.append("  ")
-        text.append_text(severity_counts(session.live_check.counts))
-    if session.relay.stopped_reason:
-        text.append(f"  STOPPED: {session.relay.stopped_reason}", style="bold red")
+        text.append_text(severity_counts(fields["findings"]))
+    if fields["stopped"]:
+        text.append(f"  STOPPED: {fields['stopped']}", style="bold red")
     return text
 
 
@@ -66,6 +98,19 @@ def summary(session: RecordSession) -> dict[str, Any]:
             "injected": counters.injected,
             "findings_caused_by_injection": session.live_check.caused_by_injection if session.live_check else 0,
             "error": session.recorder.error}
+
+
+def add_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summaries of every worker as one (``record --workers``)."""
+    total = dict(summaries[0])
+    for other in summaries[1:]:
+        for key in ("connections", "failed_handshakes", "frames_client", "frames_server", "bytes",
+                    "rows_written", "write_retries", "injected", "findings_caused_by_injection"):
+            total[key] += other[key]
+        total["max_writer_lag_ms"] = max(total["max_writer_lag_ms"], other["max_writer_lag_ms"])
+        total["findings"] = _add_counts(total["findings"], other["findings"])
+        total["error"] = "; ".join(e for e in (total["error"], other["error"]) if e) or None
+    return total
 
 
 def log_json(event: str, **fields: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +22,16 @@ from wsproxy.core.profile import CHAT_PROFILE, Profile
 from wsproxy.core.protocol import MessageDecoder
 from wsproxy.record.live_check import LiveCheck
 from wsproxy.record.relay import CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_PENDING, Relay, RelayConfig
+from wsproxy.record.rotation import FolderPlan
 from wsproxy.record.writer import Recorder
 from wsproxy.store.files import RecordingError
 from wsproxy.store.sql import SQL_TIMEOUT, UserSql
 from wsproxy.ws import DEFAULT_MAX_MESSAGE
 
 TICK_SECONDS = 0.25  # how often the live checker looks for requests past their timeout
+# A folder's reader gets a snapshot listing the segment's Parquet parts and reads them later: merged
+# parts are deleted only when no snapshot was taken for this long (more than a query's time limit).
+RETIRED_PARTS_GRACE = 120.0
 
 
 class ConfigError(UserError, ValueError):
@@ -101,6 +106,8 @@ class RecordOptions:
     connect_timeout: float = CONNECT_TIMEOUT  # seconds to reach the upstream and finish its handshake
     handshake_timeout: float = HANDSHAKE_TIMEOUT  # seconds a client has to send its handshake
     max_pending: int = MAX_PENDING  # connections still in their handshake before new ones are closed at once
+    folder: FolderPlan | None = None  # record into a folder of segments (--workers, --rotate)
+    reuse_port: bool = False  # share --listen with the other workers of --workers (SO_REUSEPORT)
 
 
 class RecordSession:
@@ -112,7 +119,7 @@ class RecordSession:
         self.upstream = parse_upstream(options.upstream)
         self._client_tls = client_ssl_context(options.insecure, options.ca_file)
         self._server_tls = server_ssl_context(options.tls_cert, options.tls_key)
-        self.recorder = Recorder(Path(options.db))
+        self.recorder = Recorder(Path(options.db), folder=options.folder)
         self.live_check = LiveCheck(Checker(options.profile), self.recorder) if options.check else None
         self.injector = Injector(options.inject, options.seed) if options.inject else None
         self.relay = Relay(RelayConfig(upstream=self.upstream, max_message_size=options.max_message_size,
@@ -139,7 +146,8 @@ class RecordSession:
             await self._runner.setup()
             assert self._runner.server is not None  # set up just now
             self.relay.watch(self._runner.server)
-            site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._server_tls)
+            site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._server_tls,
+                               reuse_port=self.options.reuse_port or None)
             await site.start()
         except BaseException:
             if self._runner is not None:
@@ -148,18 +156,30 @@ class RecordSession:
             raise
         self.port = self._runner.addresses[0][1]
         from wsproxy.record.live_query import LiveQueryServer
-        assert self.recorder.database is not None
-        self.sql = UserSql(self.recorder.database, timeout=self.options.sql_timeout)
-        self.recorder.on_checkpoint_held = functools.partial(self.sql.interrupt_all, "checkpoint")
-        sql = self.sql
-        self.recorder.readers_idle = lambda: sql.running == 0
-        self.live_query = LiveQueryServer(Path(self.options.db), self.sql)
-        await self.live_query.start()
+        if self.options.folder is not None:
+            await self._serve_snapshots(LiveQueryServer(Path(self.options.db), None, self.recorder.snapshot_cursor))
+        else:
+            assert self.recorder.database is not None
+            self.sql = UserSql(self.recorder.database, timeout=self.options.sql_timeout)
+            self.recorder.on_checkpoint_held = functools.partial(self.sql.interrupt_all, "checkpoint")
+            sql = self.sql
+            self.recorder.readers_idle = lambda: sql.running == 0
+            self.live_query = LiveQueryServer(Path(self.options.db), self.sql)
+            await self.live_query.start()
         if self.live_check is not None:
             self._ticker = asyncio.create_task(self._tick(self.live_check), name="checker-clock")
         scheme = "wss" if self._server_tls else "ws"
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"{scheme}://{host}:{self.port}"
+
+    async def _serve_snapshots(self, live: Any) -> None:
+        """A folder's readers ask for snapshots of the segment being written; the Parquet parts a
+        snapshot lists must outlive the reader's queries (``RETIRED_PARTS_GRACE``)."""
+        self.live_query = live
+        await live.start()
+        live.advertise(self.recorder.segment)
+        self.recorder.on_segment = live.segment_changed
+        self.recorder.readers_idle = lambda: time.monotonic() - live.last_snapshot > RETIRED_PARTS_GRACE
 
     def _recording_failed(self, message: str) -> None:
         self.relay.stop_relaying(message)

@@ -5,10 +5,9 @@ the whole backlog at least every ``commit_interval`` seconds, or as soon as a ba
 (an eighth of the high-water mark) is waiting, and writes it in one transaction as a
 columnar Arrow batch (executemany could not keep up: see docs/performance.md).
 
-Nothing is dropped: when the backlog passes ``high_water`` rows or ``high_water_bytes``, or would
-put the recording more than ``MAX_LAG_SECONDS`` behind, ``wait_for_capacity`` makes the relay's pumps wait, so back
-pressure reaches the sockets
-(we chose back pressure over spilling to disk: the recording stays the single source of
+Nothing is dropped: when the backlog passes ``high_water`` rows or ``high_water_bytes``, or would put
+the recording more than ``MAX_LAG_SECONDS`` behind, ``wait_for_capacity`` makes the relay's pumps wait,
+so back pressure reaches the sockets (not spilling to disk: the recording stays the single source of
 truth and memory stays bounded, at most the batch being written plus one high-water mark).
 When writing fails, ``error`` is set, ``on_failed`` is called and the relay stops relaying
 rather than pass traffic it cannot record.
@@ -17,6 +16,7 @@ rather than pass traffic it cannot record.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -31,15 +31,15 @@ from wsproxy.clock import now_us
 from wsproxy.core.errors import first_line
 from wsproxy.core.rows import ConnectionClosed, ConnectionOpened, FrameRow, InjectionRow, ViolationRow
 from wsproxy.record.priority import lower_thread_priority
-from wsproxy.store.batches import split_by_size, write_batch
-from wsproxy.store.files import close_checkpoint, open_for_writing
+from wsproxy.record.rotation import FolderPlan, Segments
+from wsproxy.store.batches import split_by_size, write_batch, write_patiently
+from wsproxy.store.files import RecordingError, close_checkpoint, open_for_writing
 from wsproxy.store.parts import LARGE_FRAME_BYTES, Parts
 
 # DuckDB holds a transaction's rows in its memory until it commits: a backlog of large messages
 # (150 clients sending 16 MB each at once) failed to commit within MEMORY_LIMIT and stopped the relay.
 # The writer commits a large backlog in parts of at most this many message bytes.
 MAX_TRANSACTION_BYTES = 64 * 1024 * 1024
-RETRY_FOR_SECONDS = 10.0  # how long after its first failure a write that ran out of memory is retried
 # The writer thread runs at a lower CPU priority than the relay: on a busy machine a write (10-30 ms
 # of CPU every 200 ms) otherwise takes the core the relay needs, and messages wait for it. At a fixed
 # 5,000 msg/s the p99 added by the proxy fell from 1.5 to 0.9 ms; throughput is unchanged, because
@@ -68,6 +68,7 @@ class RecorderStats:
     injections: int = 0  # actions --inject rules carried out
     write_retries: int = 0  # writes retried because DuckDB was out of memory
     forced_checkpoints: int = 0  # checkpoints the writer made after stopping queries that held them back
+    segments: int = 1  # segments written (``--rotate``)
 
 
 @dataclass
@@ -80,6 +81,8 @@ class Recorder:
     on_checkpoint_held: Callable[[], None] | None = None  # stop the readers (called in the writer's thread)
     large_frame_bytes: int = LARGE_FRAME_BYTES  # frames this large go to Parquet parts (store.parts)
     readers_idle: Callable[[], bool] = lambda: True  # no reader's statement is running (merged parts can go)
+    folder: FolderPlan | None = None  # record into a folder of segments (``record.rotation``)
+    on_segment: Callable[[Path, bool], None] | None = None  # a segment is now written (True) or closed (False)
     stats: RecorderStats = field(default_factory=RecorderStats)
     error: str | None = None
     session_id: int = 0
@@ -88,6 +91,7 @@ class Recorder:
         self._pending: list[Any] = []
         self._pending_bytes = 0
         self._lock = threading.Lock()
+        self._switch = threading.Lock()  # the segment being written and its connection change together
         self._oldest_pending: float | None = None
         self._wake = threading.Event()
         self._batch_ready = False
@@ -99,7 +103,10 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._parts: Parts | None = None
-        self._next_conn_id = 1
+        self._next_conn_id, self._conn_step = 1, 1
+        self._segments: Segments | None = None
+        self.segment = self.path  # the file being written: ``path``, or the current segment of a folder
+        self._session_row: list[Any] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._capacity: asyncio.Event | None = None
         self._write_hook: Callable[[], None] | None = None  # tests: make the writer fail or stall on purpose
@@ -107,14 +114,22 @@ class Recorder:
     # --- lifecycle ---
 
     def start(self, *, label: str | None, listen: str, upstream: str, redacted: bool) -> int:
-        """Open (or create) the file, append a new session, start the writer. Returns the session id."""
-        self._con = open_for_writing(self.path)
-        con = self._con
-        self.session_id = con.execute("SELECT coalesce(max(session_id), 0) + 1 FROM sessions").fetchall()[0][0]
-        self._next_conn_id = con.execute("SELECT coalesce(max(conn_id), 0) + 1 FROM connections").fetchall()[0][0]
-        con.execute("INSERT INTO sessions VALUES (?, ?, make_timestamptz(?), NULL, ?, ?, ?, ?)",
-                    [self.session_id, label, now_us(), listen, upstream, __version__, redacted])
-        self._parts = Parts(self.path, con, self.session_id)
+        """Open (or create) the file, append a new session, start the writer. Returns the session id.
+        With ``folder`` set, ``path`` is a folder and the recording goes into its segments."""
+        if self.folder is not None:
+            try:
+                self._segments = Segments(self.path, self.folder)
+            except OSError as exc:
+                raise RecordingError(f"cannot record into {self.path}: {exc}") from None
+            self.segment = self._segments.path
+            self.session_id = self._segments.session_id
+            self._next_conn_id, self._conn_step = self._segments.first_conn_id, self._segments.conn_step
+        self._con = con = open_for_writing(self.segment)
+        if self._segments is None:
+            self.session_id = con.execute("SELECT coalesce(max(session_id), 0) + 1 FROM sessions").fetchall()[0][0]
+            self._next_conn_id = con.execute("SELECT coalesce(max(conn_id), 0) + 1 FROM connections").fetchall()[0][0]
+        self._session_row = [self.session_id, label, now_us(), listen, upstream, __version__, redacted]
+        self._begin(con, self.segment)
         try:
             self._loop = asyncio.get_running_loop()
             self._capacity = asyncio.Event()
@@ -124,6 +139,18 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name="wsproxy-recorder", daemon=True)
         self._thread.start()
         return self.session_id
+
+    def _begin(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
+        """The session's row in a new file or segment (and the open connections' rows, in a segment)."""
+        con.execute("INSERT INTO sessions VALUES (?, ?, make_timestamptz(?), NULL, ?, ?, ?, ?)", self._session_row)
+        if self._segments is not None:
+            self._segments.carry(con)
+        self._parts = Parts(path, con, self.session_id)
+
+    def snapshot_cursor(self, segment_name: str) -> duckdb.DuckDBPyConnection | None:
+        """A cursor of the segment being written, if it is still ``segment_name`` (``store.snapshot``)."""
+        with self._switch:
+            return self._con.cursor() if self._con is not None and self.segment.name == segment_name else None
 
     def stop(self) -> None:
         """Write everything queued, end the session, close the file. Safe to call twice."""
@@ -145,6 +172,26 @@ class Recorder:
                     self.error = f"could not finish the recording {self.path}: {exc}"
             self._con.close()
             self._con = None
+            if self._segments is not None:
+                self._segments.finish(self.segment, self.on_segment)
+
+    def _rotate(self) -> None:
+        """Go on in the next segment; the old one is closed in a thread of its own."""
+        assert self._segments is not None and self._con is not None and self._parts is not None
+        old = (self._con, self._parts, self.segment)
+        path = self._segments.begin_next()
+        con = open_for_writing(path)
+        try:
+            self._begin(con, path)
+        except BaseException:
+            con.close()
+            raise
+        with self._switch:
+            self.segment, self._con, self._busy = path, con, False
+        self.stats.segments += 1
+        announce = self.on_segment or (lambda path, live: None)
+        announce(path, True)
+        self._segments.close_later(*old, lambda path: announce(path, False))
 
     @property
     def database(self) -> duckdb.DuckDBPyConnection | None:
@@ -155,7 +202,7 @@ class Recorder:
 
     def new_conn_id(self) -> int:
         conn_id = self._next_conn_id
-        self._next_conn_id += 1
+        self._next_conn_id += self._conn_step
         return conn_id
 
     def connection_opened(self, row: ConnectionOpened) -> None:
@@ -208,9 +255,7 @@ class Recorder:
     def behind(self) -> bool:
         """The relay should wait: the backlog is past the high-water mark, its oldest row has waited
         longer than ``MAX_LAG_SECONDS``, or writing it would take longer than that at the writer's recent
-        speed. The last two keep the recording within about a second of the traffic when the writer is
-        slower than it: without them a backlog of 4 KiB messages grew to 3 s of writing before the
-        high-water mark held the relay."""
+        speed (without the last two a backlog of 4 KiB messages grew to 3 s of writing)."""
         pending = self._pending
         return (len(pending) >= self.high_water or self._pending_bytes >= self.high_water_bytes
                 or len(pending) * self._row_seconds > MAX_LAG_SECONDS
@@ -264,24 +309,27 @@ class Recorder:
                     try:
                         self._prefer_speed(full)
                         for transaction in split_by_size(batch, batch_bytes, MAX_TRANSACTION_BYTES):
-                            self._write_patiently(transaction)
+                            write_patiently(functools.partial(self._write, transaction), self._retried)
                     except Exception as exc:  # disk full, file gone, ...: fail loudly, never silently
                         self._fail(f"writing to {self.path} failed: {first_line(exc)}")
                     else:
                         self.stats.max_lag_seconds = max(self.stats.max_lag_seconds, lag)
                         self._keep_checkpointing()
                         self._tidy_parts()
+            if self._segments is not None and self.error is None and not stopping and self._segments.due():
+                try:
+                    self._rotate()
+                except Exception as exc:
+                    self._fail(f"starting the next segment of {self.path} failed: {first_line(exc)}")
             if stopping and not self._pending:
                 return
             if stopping and self.error is not None:
                 return
 
     def _prefer_speed(self, busy: bool) -> None:
-        # Two of DuckDB's string compressions cost more time at a checkpoint than the rest of the write:
         # ZSTD halves how fast large messages are written, and DICT_FSST costs 150 us per 4 KiB message
-        # (7x the whole write of one without it; docs/performance.md). While full batches keep coming the
-        # recorder does without both rather than slow the traffic down; otherwise it compresses fully
-        # (DICT_FSST makes a file of small messages 3x smaller).
+        # (docs/performance.md): while full batches keep coming the recorder does without both; otherwise
+        # it compresses fully (DICT_FSST makes a file of small messages 3x smaller).
         if busy != self._busy and self._con is not None:
             self._con.execute(f"SET disabled_compression_methods = '{FAST_WRITE_DISABLES}'" if busy
                               else "RESET disabled_compression_methods")
@@ -301,7 +349,7 @@ class Recorder:
 
     def _keep_checkpointing(self) -> None:
         """Checkpoint now if queries of the live recording have held DuckDB's own checkpoints back."""
-        wal = self.path.with_name(self.path.name + ".wal")
+        wal = self.segment.with_name(self.segment.name + ".wal")
         if not wal.exists() or wal.stat().st_size < WAL_LIMIT_BYTES:
             return
         if self.on_checkpoint_held is not None:
@@ -315,29 +363,8 @@ class Recorder:
             except duckdb.TransactionException:
                 time.sleep(0.01)
 
-    def _write_patiently(self, batch: list[Any]) -> None:
-        """Write, retrying for a while when DuckDB is out of memory: a query on the live recording
-        shares the writer's memory and can hold most of it for a moment (it made writes fail, and the
-        relay stop). Meanwhile back pressure holds the relay. A failed write committed nothing.
-
-        The time allowed counts from the first failure, not from the start of the first write: a write
-        that takes longer than the allowance before it fails (DuckDB 2 spills first) is still retried."""
-        give_up: float | None = None
-        delay = 0.05
-        while True:
-            try:
-                self._write(batch)
-                return
-            except duckdb.Error as exc:
-                if not _out_of_memory(exc):
-                    raise
-                if give_up is None:
-                    give_up = time.monotonic() + RETRY_FOR_SECONDS
-                if time.monotonic() + delay > give_up:
-                    raise
-                self.stats.write_retries += 1
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+    def _retried(self) -> None:
+        self.stats.write_retries += 1
 
     def _write(self, batch: list[Any]) -> None:
         started = time.perf_counter()
@@ -346,6 +373,8 @@ class Recorder:
         con = self._con
         assert con is not None
         rows = write_batch(con, batch, self._parts, self.large_frame_bytes)
+        if self._segments is not None:
+            self._segments.written(batch)
         stats = self.stats
         elapsed = time.perf_counter() - started
         if batch:
@@ -368,11 +397,3 @@ class Recorder:
                 self._loop.call_soon_threadsafe(callback, *args)
             except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
                 pass
-
-
-def _out_of_memory(exc: duckdb.Error) -> bool:
-    """DuckDB ran out of memory in a statement, or in the COMMIT (which then rolled back)."""
-    text = str(exc)
-    return isinstance(exc, duckdb.OutOfMemoryException) or (
-        "Failed to commit" in text and ("Out of Memory" in text or "failed to pin" in text
-                                        or "failed to allocate" in text))

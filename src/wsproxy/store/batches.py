@@ -7,7 +7,7 @@ docs/performance.md): DuckDB scans the Arrow table in place.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from operator import attrgetter
 from typing import Any
@@ -20,6 +20,7 @@ from wsproxy.store.parts import Parts
 
 ARROW_TYPES = {"int32": pa.int32(), "int64": pa.int64(), "timestamp": pa.timestamp("us", tz="UTC"),
                "string": pa.string(), "binary": pa.binary(), "bool": pa.bool_()}
+RETRY_FOR_SECONDS = 10.0  # how long after its first failure a write that ran out of memory is retried
 BATCH = "wsproxy_batch"  # the name an Arrow table has in the statement ``execute_with`` runs
 
 
@@ -133,3 +134,36 @@ def split_by_size(batch: list[Any], batch_bytes: int, limit: int) -> list[list[A
                 start, size = index, item.size
     parts.append(batch[start:])
     return parts
+
+
+def write_patiently(write: Callable[[], None], retried: Callable[[], None]) -> None:
+    """Write, retrying for a while when DuckDB is out of memory: a query on the live recording
+    shares the writer's memory and can hold most of it for a moment (it made writes fail, and the
+    relay stop). Meanwhile back pressure holds the relay. A failed write committed nothing.
+
+    The time allowed counts from the first failure, not from the start of the first write: a write
+    that takes longer than the allowance before it fails (DuckDB 2 spills first) is still retried."""
+    give_up: float | None = None
+    delay = 0.05
+    while True:
+        try:
+            write()
+            return
+        except duckdb.Error as exc:
+            if not out_of_memory(exc):
+                raise
+            if give_up is None:
+                give_up = time.monotonic() + RETRY_FOR_SECONDS
+            if time.monotonic() + delay > give_up:
+                raise
+            retried()
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def out_of_memory(exc: duckdb.Error) -> bool:
+    """DuckDB ran out of memory in a statement, or in the COMMIT (which then rolled back)."""
+    text = str(exc)
+    return isinstance(exc, duckdb.OutOfMemoryException) or (
+        "Failed to commit" in text and ("Out of Memory" in text or "failed to pin" in text
+                                        or "failed to allocate" in text))

@@ -224,3 +224,13 @@ def delete_files(db: Path, names: Sequence[str]) -> None:
     except OSError:  # not empty (parts still listed), or not there
         pass
 
+
+
+def allow_folder(con: duckdb.DuckDBPyConnection, folders: list[Path], segments: list[Path]) -> None:
+    """``allow`` for a folder of segments (``store.folder``): every segment's parts, found relative to
+    the segments' folders."""
+    con.execute(f"SET GLOBAL file_search_path = {sql_literal(','.join(str(folder) for folder in folders))}")
+    con.execute("SET GLOBAL parquet_metadata_cache = true")
+    allowed = [sql_literal(str(parts_dir(segment).resolve()) + "/") for segment in segments]
+    allowed += sorted({sql_literal(parts_dir(segment).name + "/") for segment in segments})
+    con.execute(f"SET GLOBAL allowed_directories = [{', '.join(allowed)}]")

@@ -4,13 +4,19 @@ statement runs in a ``store.sql.UserSql``: checked by the parser, its own cursor
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from wsproxy.store.files import RecordingLocked, open_recording
+import duckdb
+
+from wsproxy.store.files import RecordingLocked, open_recording, sidecar_path
+from wsproxy.store.folder import is_folder, segments
 from wsproxy.store.query import query_live_async
 from wsproxy.store.sql import SQL_TIMEOUT, QueryResult, UserSql
 
+REFRESH_SECONDS = 1.0  # a live folder's snapshots are taken again when this old
 MAX_ROWS = 10_000  # no answer of the view needs more; a user's WHERE cannot make one bigger
 
 
@@ -21,12 +27,16 @@ class Reader(Protocol):
 
 class FileReader:
     """A recording file: read directly, or through its recorder while one writes it (DuckDB then
-    keeps other processes out); when that recording ends, from the file again."""
+    keeps other processes out); when that recording ends, from the file again. A folder of segments
+    (``store.folder``) is opened again, with fresh snapshots of the segments being written, when its
+    last opening is more than ``REFRESH_SECONDS`` old."""
 
     def __init__(self, path: Path, timeout: float = SQL_TIMEOUT) -> None:
         self.path = path
         self.timeout = timeout
         self._sql: UserSql | None = None
+        self._folder = is_folder(path)
+        self._opened = 0.0
         self._open()
 
     def _open(self) -> bool:
@@ -34,14 +44,24 @@ class FileReader:
             connection = open_recording(self.path)
         except RecordingLocked:
             return False
-        self._sql = UserSql(connection, timeout=self.timeout, owned=True)
+        self._replace(connection)
         return True
+
+    def _replace(self, connection: duckdb.DuckDBPyConnection) -> None:
+        old, self._sql = self._sql, UserSql(connection, timeout=self.timeout, owned=True)
+        self._opened = time.monotonic()
+        if old is not None:
+            old.close()
 
     @property
     def live(self) -> bool:
+        if self._folder:
+            return any(sidecar_path(segment).exists() for segment in segments(self.path))
         return self._sql is None
 
     async def query(self, sql: str, params: list[Any] | None = None) -> QueryResult:
+        if self._folder and time.monotonic() - self._opened > REFRESH_SECONDS and self.live:
+            self._replace(await asyncio.to_thread(open_recording, self.path))
         if self._sql is None:
             try:
                 return await query_live_async(self.path, sql, params, self.timeout)
