@@ -23,12 +23,17 @@ def export(
     format: Annotated[str, typer.Option("--format", help="jsonl (lossless fixtures format), har (Chrome DevTools "
                                                          "dialect) or parquet (a folder, one file per table).")] = "jsonl",
     session_id: SessionOption = None,
+    partition: Annotated[str | None, typer.Option(
+        metavar="KEYS", help="parquet: write a hive-partitioned dataset of every session (or --session's) by "
+                             "these keys: date, worker, session (e.g. date,worker).")] = None,
 ) -> None:
     """Export a recorded session: JSONL for fixtures, HAR for browsers and other tools, Parquet for data tools.
 
     JSONL is lossless and replayable with `wsproxy replay`; HAR opens in Chrome DevTools, HTTP
     Toolkit and Proxyman (data messages only: HAR cannot carry closes or pings); Parquet writes
-    sessions, connections, frames and violations as files in the folder -o names.
+    sessions, connections, frames, exchanges, events, violations and injections as files in the
+    folder -o names, with fixed column types that Spark, ClickHouse and DuckDB read alike
+    (docs/scale.md); --partition makes it a dataset of every session, one folder per key value.
 
     Examples:
 
@@ -37,13 +42,19 @@ def export(
       wsproxy export today.duckdb --session 3 --format har -o bug-1234.har
 
       wsproxy export today.duckdb --format parquet -o today-parquet/
+
+      wsproxy export captures/ --format parquet --partition date,worker -o /data/wsproxy/
     """
+    from wsproxy.inspect.dataset import parse_partition
     from wsproxy.inspect.exporter import export_session
 
     if format not in EXPORT_FORMATS:
         raise UserError(f"--format {format!r} is not supported: use jsonl, har or parquet")
+    keys = parse_partition(partition)
+    if keys and format != "parquet":
+        raise UserError("--partition is for --format parquet (a dataset of folders)")
     try:
-        summary = export_session(recording, output, format, session_id)
+        summary = export_session(recording, output, format, session_id, keys)
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror}") from None
     err.print(summary, markup=False, highlight=False)

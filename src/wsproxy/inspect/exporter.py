@@ -1,28 +1,30 @@
-"""``wsproxy export``: one session as JSONL, HAR or Parquet files."""
+"""``wsproxy export``: one session as JSONL, HAR or Parquet files (or every session as a Parquet dataset)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import msgspec
 
+from wsproxy.inspect.dataset import PartitionKey, write_dataset
 from wsproxy.inspect.har import to_har
 from wsproxy.inspect.jsonl import write_jsonl
 from wsproxy.store.files import StoreError, open_recording
 from wsproxy.store.read import load_session, session_info
 
-PARQUET_TABLES = {
-    "sessions": "SELECT * FROM sessions WHERE session_id = $s",
-    "connections": "SELECT * FROM connections WHERE session_id = $s",
-    "frames": "SELECT f.* FROM frames f JOIN connections c USING (conn_id) WHERE c.session_id = $s ORDER BY f.conn_id, f.seq",
-    "violations": "SELECT * FROM violations WHERE session_id = $s",
-}
 
-
-def export_session(recording: Path, output: Path, fmt: str, session_id: int | None) -> str:
-    """Write the session; returns a one-line summary."""
+def export_session(recording: Path, output: Path, fmt: str, session_id: int | None,
+                   partition: list[PartitionKey] | None = None) -> str:
+    """Write the session (for Parquet with ``partition``: every session, unless one is named); returns a
+    one-line summary."""
     con = open_recording(recording)
     try:
+        if fmt == "parquet" and partition and session_id is None:
+            sessions = [row[0] for row in con.execute("SELECT session_id FROM sessions ORDER BY 1").fetchall()]
+            if not sessions:
+                raise StoreError(f"{recording} has no sessions to export")
+            return _parquet(con, recording, output, sessions, partition)
         info = session_info(con, session_id)
         if fmt == "jsonl":
             try:
@@ -39,14 +41,17 @@ def export_session(recording: Path, output: Path, fmt: str, session_id: int | No
             messages = sum(len(e["_webSocketMessages"]) for e in document["log"]["entries"])
             return (f"wrote {len(document['log']['entries'])} WebSocket entries, {messages:,} messages to {output} "
                     f"(HAR carries data messages only)")
-        output.mkdir(parents=True, exist_ok=True)
-        for table, sql in PARQUET_TABLES.items():
-            target = output / f"{table}.parquet"
-            con.execute(f"COPY ({sql.replace('$s', str(int(info.session_id)))}) TO '{_quote(target)}' (FORMAT parquet)")
-        return f"wrote {', '.join(f'{t}.parquet' for t in PARQUET_TABLES)} to {output}/"
+        return _parquet(con, recording, output, [info.session_id], partition or [])
     finally:
         con.close()
 
 
-def _quote(path: Path) -> str:
-    return str(path).replace("'", "''")
+def _parquet(con: duckdb.DuckDBPyConnection, recording: Path, output: Path, sessions: list[int],
+             partition: list[PartitionKey]) -> str:
+    label = f"s{sessions[0]}" if len(sessions) == 1 else f"s{sessions[0]}-s{sessions[-1]}"
+    written = write_dataset(con, recording, output, sessions, partition, f"{recording.stem or 'recording'}-{label}")
+    rows = ", ".join(f"{table} {count:,}" for table, count in written.tables.items())
+    if not partition:
+        return f"wrote {', '.join(f'{t}.parquet' for t in written.tables)} to {output}/ ({rows} rows)"
+    return (f"wrote {written.files:,} Parquet files partitioned by {','.join(partition)} to {output}/ "
+            f"({len(sessions)} session(s); {rows} rows)")
