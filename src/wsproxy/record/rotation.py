@@ -114,12 +114,13 @@ class Segments:
             closed(path)
         self.keep()
 
-    def keep(self) -> None:
-        """Delete this worker's oldest closed segments beyond ``--keep``."""
+    def keep(self, finished: bool = False) -> None:
+        """Delete this worker's oldest closed segments beyond ``--keep`` (``finished``: the last one too
+        is closed now)."""
         retention = self.plan.retention
         if retention is None:
             return
-        current = self.path
+        current = None if finished else self.path
         mine = []
         for segment in sorted(self.folder.glob("*.duckdb")):
             parsed = parse_segment_name(segment.name)
@@ -139,7 +140,7 @@ class Segments:
         for thread in self._closers:
             thread.join()
         self._closers = []
-        self.keep()
+        self.keep(finished=True)
         if announce is not None:
             announce(last, False)
 
