@@ -220,7 +220,7 @@ async def test_two_writers_share_a_port_and_a_folder_with_unique_ids(chat_server
 
 async def test_large_frames_of_a_segment_are_parquet_parts_read_and_packed_with_the_folder(chat_server, tmp_path) -> None:
     folder = tmp_path / "rec"
-    session = await recording(folder, chat_server.url, FolderPlan(rotation=Rotation(bytes=300_000)))
+    session = await recording(folder, chat_server.url, FolderPlan(rotation=Rotation(bytes=500_000)))
     body = "x" * 40_000
     async with aiohttp.ClientSession() as http:
         client = await ChatClient.connect(session.url, "big", session=http)
