@@ -19,7 +19,7 @@ from wsproxy.store.batches import BATCH, execute_with, insert_frames
 from wsproxy.store.files import open_for_writing
 
 sys.path.insert(0, str(Path(__file__).parent))
-import loadgen  # noqa: E402
+import loadgen
 
 texts = [loadgen.request(i, "bench1", "bench2", 65536, "clean") for i in range(1500)]
 rows = [frame_row(1, i, 1_700_000_000_000_000 + i, "client", "text", t, decode("text", t, "client")) for i, t in enumerate(texts)]

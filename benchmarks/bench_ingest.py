@@ -24,9 +24,9 @@ import msgspec
 import pyarrow.parquet as pq
 
 from wsproxy.core.protocol import decode
+from wsproxy.core.rows import FrameRow, frame_row
 from wsproxy.store.batches import frames_table, insert_frames
 from wsproxy.store.files import open_for_writing
-from wsproxy.core.rows import FrameRow, frame_row
 
 SAMPLES = [
     ("client", '{"type":"request","timestamp":1700000002.123,"id":"load0001-042","payloadType":"new","payload":{"chatId":"load0002","message":"message 42 from load0001"}}'),

@@ -43,7 +43,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import loadgen  # noqa: E402
+import loadgen
 
 BARE_RELAY = Path(__file__).parent / "bare_relay.py"
 MITMDUMP = shutil.which("mitmdump") or ""

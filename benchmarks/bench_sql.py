@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from wsproxy.store.files import create_reader_views, open_recording
+from wsproxy.store.files import create_reader_views
+from wsproxy.store.recording import open_recording
 from wsproxy.store.sql import UserSql
 from wsproxy.ui.filters import FrameFilter
 from wsproxy.ui.views import FRAME_COLUMNS, VERSION_SQL

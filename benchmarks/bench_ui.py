@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
 from big_recording import build
-from browser import CHROMIUM_ARGS, chromium_path
 from playwright.async_api import async_playwright
+
+from browser import CHROMIUM_ARGS, chromium_path
 
 WSPROXY = [sys.executable, "-m", "wsproxy"]
 

@@ -24,7 +24,7 @@ from wsproxy.inspect.check import check_recording
 from wsproxy.inspect.jsonl import write_jsonl
 from wsproxy.replay.server import start_replay
 from wsproxy.replay.source import load_recording, save_divergences
-from wsproxy.store.files import open_recording
+from wsproxy.store.recording import open_recording
 
 
 async def record_overview(chat_server, proxy, db: Path) -> Path:

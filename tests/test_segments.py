@@ -27,9 +27,10 @@ from wsproxy.core.segments import (
 )
 from wsproxy.record.rotation import FolderPlan
 from wsproxy.record.session import RecordOptions, RecordSession
-from wsproxy.store.files import StoreError, open_recording
+from wsproxy.store.files import StoreError
 from wsproxy.store.pack import pack
 from wsproxy.store.query import run_query
+from wsproxy.store.recording import open_recording
 
 
 def rows(folder: Path, sql: str) -> list[tuple]:

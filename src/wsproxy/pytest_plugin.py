@@ -111,7 +111,7 @@ def _replay(background: _BackgroundLoop, path: Path, options: dict[str, Any]) ->
 def _record(background: _BackgroundLoop, path: Path, upstream: str) -> Iterator[WsproxyServer]:
     from wsproxy.inspect.jsonl import write_jsonl
     from wsproxy.record.session import RecordOptions, RecordSession
-    from wsproxy.store.files import open_recording
+    from wsproxy.store.recording import open_recording
 
     workdir = Path(tempfile.mkdtemp(prefix="wsproxy-record-"))
     db = workdir / "recording.duckdb"

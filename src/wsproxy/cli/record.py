@@ -13,7 +13,7 @@ from rich.text import Text
 from wsproxy.cli import options
 from wsproxy.cli.app import LOOPS, command, err, out, run_async, run_until_signal, shown
 from wsproxy.cli.options import REPORT_FORMATS, FailOnOption, ProfileOption, choice
-from wsproxy.core.errors import EXIT_FOUND, UserError
+from wsproxy.core.errors import UserError
 
 if TYPE_CHECKING:
     from wsproxy.record.session import RecordSession
@@ -175,41 +175,9 @@ def record(
         if session.recorder.error is None:
             raise  # it could not start
         failure, result = exc, summary(session)  # it failed while running: the summary of what was relayed too
+    from wsproxy.cli.status import print_summary
     print_summary(result, db, log_format, checked=session.live_check is not None, injecting=bool(rules),
                   failure=failure, fail_on=fail_on)
-
-
-def print_summary(result: dict, db: Path, log_format: str, *, checked: bool, injecting: bool,
-                  failure: UserError | None, fail_on: str) -> None:
-    """What was recorded, at the end of `record` (one worker's, or all of them added up); exits 2 for a
-    failed recording, 1 when --fail-on says the findings fail."""
-    from wsproxy.cli.status import log_json
-    from wsproxy.core.profile import fails
-    if log_format == "json":
-        log_json("summary", **result)
-        if failure is not None:
-            log_json("error", message=str(failure))
-            raise typer.Exit(failure.code)
-    else:
-        err.print(f"recorded {result['connections']} connection(s), "
-                  f"{result['frames_client'] + result['frames_server']:,} messages "
-                  f"({result['frames_client']:,} from clients, {result['frames_server']:,} from servers), "
-                  f"{result['rows_written']:,} frame rows written to {shown(db)} as session {result['session_id']}",
-                  highlight=False)
-        if checked:
-            from wsproxy.cli.render import severity_counts
-            line = severity_counts(result["findings"] or {})
-            if injecting:
-                line.append(f"  ({result['findings_caused_by_injection']} caused by injections)", style="magenta")
-            line.append(f"  (SELECT * FROM violations WHERE session_id = {result['session_id']})", style="dim")
-            err.print(line)
-        if injecting:
-            err.print(f"[bold magenta]{result['injected']:,} injected action(s)[/] "
-                      f"(SELECT * FROM injections WHERE session_id = {result['session_id']})", highlight=False)
-        if failure is not None:
-            raise failure
-    if fails(result.get("findings") or {}, fail_on):
-        raise typer.Exit(EXIT_FOUND)
 
 
 @command(panel=PANEL)
@@ -244,26 +212,8 @@ async def start_web_view(session: RecordSession, listen: str, open_browser: bool
         reader = RecorderReader(session.sql)
     else:  # a folder of segments (--rotate): read as every other reader reads it
         reader = await asyncio.to_thread(FileReader, session.options.db, session.options.sql_timeout)
+    from wsproxy.cli.ui import serve_web_view
     return await serve_web_view(reader, listen, session.recorder.session_id, open_browser, log_format)
-
-
-async def serve_web_view(reader: Reader, listen: str, session_id: int, open_browser: bool,
-                         log_format: str) -> UiServer:
-    from wsproxy.cli.ui import start_ui
-    try:
-        server = await start_ui(reader, listen, session_id, fallback=False)
-    except BaseException:
-        reader.close()
-        raise
-    if log_format == "json":
-        from wsproxy.cli.status import log_json
-        log_json("ui", url=server.url)
-    else:
-        err.print(f"web view [bold]{shown(server.url)}[/]", highlight=False, soft_wrap=True)
-    if open_browser:
-        import webbrowser
-        webbrowser.open(server.url)
-    return server
 
 
 def say_at_once(session: RecordSession, log_format: str) -> None:

@@ -203,7 +203,7 @@ def diff(
 def _newest_recorded(recording: Path) -> int | None:
     """The newest session that is not itself a rerun (reruns are recorded into the same file)."""
     from wsproxy.rerun.runner import RERUN_LABEL
-    from wsproxy.store.files import open_recording
+    from wsproxy.store.recording import open_recording
     con = open_recording(recording)
     try:
         row = con.execute("SELECT max(session_id) FROM sessions WHERE coalesce(label, '') NOT LIKE ?",
@@ -215,7 +215,7 @@ def _newest_recorded(recording: Path) -> int | None:
 
 def _two_newest(recording: Path) -> list[int]:
     from wsproxy.replay.source import source_kind
-    from wsproxy.store.files import open_recording
+    from wsproxy.store.recording import open_recording
     if not recording.exists() or source_kind(recording) != "duckdb":
         raise UserError("name the two sessions to compare: --session A --session B")
     con = open_recording(recording)

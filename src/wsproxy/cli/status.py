@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
+import typer
 from rich.console import Console
 from rich.text import Text
 
+from wsproxy.cli.app import err, shown
 from wsproxy.cli.render import finding_text, severity_counts
+from wsproxy.core.errors import EXIT_FOUND, UserError
 from wsproxy.core.protocol import Finding
 from wsproxy.core.throttle import Throttle
 from wsproxy.record.session import RecordSession
@@ -156,3 +160,34 @@ def show_findings(session: RecordSession, console: Console, log_format: str = "t
 
     session.live_check.listeners.append(on_finding)
     session.on_stopped.append(lambda: summarise(time.monotonic(), final=True))
+
+
+def print_summary(result: dict, db: Path, log_format: str, *, checked: bool, injecting: bool,
+                  failure: UserError | None, fail_on: str) -> None:
+    """What was recorded, at the end of `record` (one worker's, or all of them added up); exits 2 for a
+    failed recording, 1 when --fail-on says the findings fail."""
+    from wsproxy.core.profile import fails
+    if log_format == "json":
+        log_json("summary", **result)
+        if failure is not None:
+            log_json("error", message=str(failure))
+            raise typer.Exit(failure.code)
+    else:
+        err.print(f"recorded {result['connections']} connection(s), "
+                  f"{result['frames_client'] + result['frames_server']:,} messages "
+                  f"({result['frames_client']:,} from clients, {result['frames_server']:,} from servers), "
+                  f"{result['rows_written']:,} frame rows written to {shown(db)} as session {result['session_id']}",
+                  highlight=False)
+        if checked:
+            line = severity_counts(result["findings"] or {})
+            if injecting:
+                line.append(f"  ({result['findings_caused_by_injection']} caused by injections)", style="magenta")
+            line.append(f"  (SELECT * FROM violations WHERE session_id = {result['session_id']})", style="dim")
+            err.print(line)
+        if injecting:
+            err.print(f"[bold magenta]{result['injected']:,} injected action(s)[/] "
+                      f"(SELECT * FROM injections WHERE session_id = {result['session_id']})", highlight=False)
+        if failure is not None:
+            raise failure
+    if fails(result.get("findings") or {}, fail_on):
+        raise typer.Exit(EXIT_FOUND)

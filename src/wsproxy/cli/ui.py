@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from wsproxy.cli.app import address_in_use, command, err, out, run_until_signal, shown
 from wsproxy.cli.options import LiveRecording, SessionOption, SqlTimeoutOption, positive
+
+if TYPE_CHECKING:
+    from wsproxy.ui.reader import Reader
+    from wsproxy.ui.server import UiServer
 
 PANEL = "Inspect a recording"
 DEFAULT_LISTEN = "127.0.0.1:8090"
@@ -31,6 +35,24 @@ async def start_ui(reader: Any, listen: str, session: int | None, fallback: bool
     if host not in LOOPBACK:
         err.print(f"[yellow]Warning:[/] the web view listens on {shown(host)}: anyone who can reach it and has "
                   "the URL's token can read the recording")
+    return server
+
+
+async def serve_web_view(reader: Reader, listen: str, session_id: int, open_browser: bool,
+                         log_format: str) -> UiServer:
+    try:
+        server = await start_ui(reader, listen, session_id, fallback=False)
+    except BaseException:
+        reader.close()
+        raise
+    if log_format == "json":
+        from wsproxy.cli.status import log_json
+        log_json("ui", url=server.url)
+    else:
+        err.print(f"web view [bold]{shown(server.url)}[/]", highlight=False, soft_wrap=True)
+    if open_browser:
+        import webbrowser
+        webbrowser.open(server.url)
     return server
 
 

@@ -11,8 +11,8 @@ import msgspec
 from rich.text import Text
 
 from wsproxy.cli.app import err, run_until_signal, shown
-from wsproxy.cli.record import print_summary, serve_web_view
-from wsproxy.cli.status import Rates, add_status, add_summaries, log_json, status_line
+from wsproxy.cli.status import Rates, add_status, add_summaries, log_json, print_summary, status_line
+from wsproxy.cli.ui import serve_web_view
 from wsproxy.core.errors import UserError
 from wsproxy.store.files import RecordingError
 

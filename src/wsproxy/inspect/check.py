@@ -10,8 +10,8 @@ from wsproxy.core.checker import Checker
 from wsproxy.core.profile import CHAT_PROFILE, Profile, fails
 from wsproxy.core.protocol import Finding, MessageDecoder
 from wsproxy.core.recorded import RecordedFrame, RecordedSession
-from wsproxy.store.files import open_recording
 from wsproxy.store.read import SessionInfo, last_time, observations, session_info
+from wsproxy.store.recording import open_recording
 
 
 @dataclass

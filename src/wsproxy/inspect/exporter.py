@@ -10,8 +10,9 @@ import msgspec
 from wsproxy.inspect.dataset import PartitionKey, write_dataset
 from wsproxy.inspect.har import to_har
 from wsproxy.inspect.jsonl import write_jsonl
-from wsproxy.store.files import StoreError, open_recording
+from wsproxy.store.files import StoreError
 from wsproxy.store.read import load_session, session_info
+from wsproxy.store.recording import open_recording
 
 
 def export_session(recording: Path, output: Path, fmt: str, session_id: int | None,

@@ -12,8 +12,9 @@ from wsproxy.core.errors import first_line
 from wsproxy.core.recorded import RecordedSession
 from wsproxy.core.replay_plan import Divergence
 from wsproxy.inspect.jsonl import is_jsonl, session_from_jsonl
-from wsproxy.store.files import StoreError, open_recording
+from wsproxy.store.files import StoreError
 from wsproxy.store.read import load_session
+from wsproxy.store.recording import open_recording
 
 DIVERGENCES_DDL = """
 CREATE TABLE IF NOT EXISTS replay_divergences (

@@ -153,8 +153,8 @@ async def run_rerun(session: RecordedSession, options: RerunOptions,
 def _new_findings(session: RecordedSession, options: RerunOptions, rerun_session: int) -> list[Difference]:
     """Findings the rerun has more of than the recording (the live checker's rules on both)."""
     from wsproxy.inspect.check import check_session
-    from wsproxy.store.files import open_recording
     from wsproxy.store.read import load_session
+    from wsproxy.store.recording import open_recording
 
     con = open_recording(options.db)
     try:

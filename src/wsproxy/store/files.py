@@ -67,12 +67,8 @@ def _holder(exc: duckdb.Error) -> str:
     return f" (PID {text[start + 5:text.find(')', start)]})" if start >= 0 else ""
 
 
-def open_recording(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open a recording read-only (it may be being written: DuckDB then refuses, and we say so). A folder
-    of segments, or a glob of them, opens as one recording (``store.folder``)."""
-    from wsproxy.store.folder import is_folder, open_folder  # it opens its segments with this module's help
-    if is_folder(path):
-        return open_folder(path)
+def open_file(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open a recording file read-only (it may be being written: DuckDB then refuses, and we say so)."""
     if not path.exists():
         raise StoreError(f"{path} does not exist: give the --db file `wsproxy record` wrote")
     try:

@@ -36,8 +36,9 @@ UNION_TABLES = ("frame_store", "frame_parts", "violations", "injections")
 
 
 def is_folder(path: Path) -> bool:
-    """A recording folder or a glob of segments, rather than one recording file."""
-    return path.is_dir() or bool(GLOB_CHARACTERS & set(str(path)))
+    """A recording folder or a glob of segments, rather than one recording file (a file whose name has
+    glob characters, "runs/[b]/today.duckdb", is that file)."""
+    return path.is_dir() or (not path.exists() and bool(GLOB_CHARACTERS & set(str(path))))
 
 
 def segments(path: Path) -> list[Path]:

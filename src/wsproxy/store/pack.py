@@ -10,9 +10,10 @@ from pathlib import Path
 import duckdb
 
 from wsproxy.core.errors import first_line
-from wsproxy.store.files import RecordingError, StoreError, close_checkpoint, open_for_writing, open_recording
+from wsproxy.store.files import RecordingError, StoreError, close_checkpoint, open_for_writing
 from wsproxy.store.folder import is_folder
 from wsproxy.store.parts import allow, fold
+from wsproxy.store.recording import open_recording
 from wsproxy.store.schema import sql_literal
 
 

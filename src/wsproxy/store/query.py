@@ -14,7 +14,8 @@ from typing import Any
 
 import msgspec
 
-from wsproxy.store.files import RecordingLocked, open_recording, sidecar_path
+from wsproxy.store.files import RecordingLocked, sidecar_path
+from wsproxy.store.recording import open_recording
 from wsproxy.store.sql import SQL_TIMEOUT, QueryError, QueryResult, UserSql
 
 MAX_LIVE_ROWS = 100_000  # a live query answers at most this many rows (say so when cut)

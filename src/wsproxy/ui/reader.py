@@ -11,9 +11,10 @@ from typing import Any, Protocol
 
 import duckdb
 
-from wsproxy.store.files import RecordingLocked, open_recording, sidecar_path
+from wsproxy.store.files import RecordingLocked, sidecar_path
 from wsproxy.store.folder import is_folder, segments
 from wsproxy.store.query import query_live_async
+from wsproxy.store.recording import open_recording
 from wsproxy.store.sql import SQL_TIMEOUT, QueryResult, UserSql
 
 REFRESH_SECONDS = 1.0  # a live folder's snapshots are taken again when this old
