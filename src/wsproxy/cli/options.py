@@ -12,9 +12,10 @@ import typer
 
 from wsproxy.core.errors import UserError
 
-Recording = Annotated[Path, typer.Argument(help="A DuckDB file written by `wsproxy record`.")]
+Recording = Annotated[Path, typer.Argument(
+    help="A recording `wsproxy record` wrote: a DuckDB file, or a folder of segments (or a glob of them).")]
 LiveRecording = Annotated[Path, typer.Argument(
-    help="A DuckDB file written by `wsproxy record` (also while it records).")]
+    help="A recording `wsproxy record` wrote (also while it records): a DuckDB file, or a folder of segments.")]
 SessionOption = Annotated[int | None, typer.Option(
     "--session", help="Session (default: the newest; `wsproxy sessions FILE` lists them).")]
 ProfileOption = Annotated[Path | None, typer.Option(

@@ -46,7 +46,8 @@ def rerun(
     session_id: Annotated[int | None, typer.Option(
         "--session", help="Session to rerun (default: the newest that is not itself a rerun).")] = None,
     db: Annotated[Path | None, typer.Option(help="Record the rerun here as a new session (default: the "
-                                                    "recording itself if DuckDB, else FILE.rerun.duckdb beside it).")] = None,
+                                                    "recording itself if DuckDB or a folder, else FILE.rerun.duckdb "
+                                                    "beside it).")] = None,
     wait: Annotated[float, typer.Option(min=0.0, help="Seconds to wait for the server messages a client message "
                                                       "was recorded after.")] = 5.0,
     header: Annotated[list[str] | None, typer.Option(
@@ -92,6 +93,7 @@ def rerun(
     from wsproxy.replay.source import load_recording, source_kind
     from wsproxy.rerun.report import Report, latency_table
     from wsproxy.rerun.runner import RerunOptions, recorded_latencies, run_rerun, started_label
+    from wsproxy.store.folder import is_folder
 
     choice("--format", format, RERUN_FORMATS)
     if format == "junit" and output is None:
@@ -101,12 +103,12 @@ def rerun(
     renames = [parse_rename(r) for r in rename or []]
     check_profile = options.profile(profile)
     rules = _rules(ignore, rebind, check_profile)
-    if session_id is None and recording.exists() and source_kind(recording) == "duckdb":
+    if session_id is None and (recording.exists() or is_folder(recording)) and source_kind(recording) == "duckdb":
         session_id = _newest_recorded(recording)
     session = load_recording(recording, session_id)
     if not session.connections:
         raise UserError(f"session {session.session_id} of {recording} has no connection to rerun")
-    target = db or (recording if source_kind(recording) == "duckdb" else recording.with_name(recording.name + ".rerun.duckdb"))
+    target = db or _rerun_target(recording)
     run_options = RerunOptions(upstream, target, started_label(recording, session, upstream), wait, headers, rules,
                                copies, variation, renames, check_profile, not no_redact, insecure, ca)
     show_progress = not quiet and err.is_terminal
@@ -200,6 +202,18 @@ def diff(
         raise typer.Exit(EXIT_FOUND)
 
 
+def _rerun_target(recording: Path) -> Path:
+    """Where a rerun is recorded unless --db says: into the recording (a file, or a folder as one more
+    segment; a glob of segments: their folder), or beside a JSONL or HAR file."""
+    from wsproxy.replay.source import source_kind
+    from wsproxy.store.folder import is_folder
+    if is_folder(recording):
+        return recording if recording.is_dir() else recording.parent
+    if source_kind(recording) == "duckdb":
+        return recording
+    return recording.with_name(recording.name + ".rerun.duckdb")
+
+
 def _newest_recorded(recording: Path) -> int | None:
     """The newest session that is not itself a rerun (reruns are recorded into the same file)."""
     from wsproxy.rerun.runner import RERUN_LABEL
@@ -215,8 +229,9 @@ def _newest_recorded(recording: Path) -> int | None:
 
 def _two_newest(recording: Path) -> list[int]:
     from wsproxy.replay.source import source_kind
+    from wsproxy.store.folder import is_folder
     from wsproxy.store.recording import open_recording
-    if not recording.exists() or source_kind(recording) != "duckdb":
+    if not (recording.exists() or is_folder(recording)) or source_kind(recording) != "duckdb":
         raise UserError("name the two sessions to compare: --session A --session B")
     con = open_recording(recording)
     try:

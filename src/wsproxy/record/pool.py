@@ -123,9 +123,9 @@ class WorkerPool:
             if kind == "listening":
                 worker.listening = True
             elif kind == "status":
-                worker.status = event
+                worker.status = _fields(event)
             elif kind == "summary":
-                worker.summary = event
+                worker.summary = _fields(event)
             elif kind == "error":
                 worker.error = str(event.get("message"))
             else:
@@ -182,3 +182,8 @@ def parse_worker_spec(text: str) -> tuple[int, int, int, int]:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _fields(event: dict[str, Any]) -> dict[str, Any]:
+    """A log line's fields without its own (the kind of line and when it was written)."""
+    return {key: value for key, value in event.items() if key not in ("event", "ts")}

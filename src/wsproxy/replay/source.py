@@ -13,6 +13,7 @@ from wsproxy.core.recorded import RecordedSession
 from wsproxy.core.replay_plan import Divergence
 from wsproxy.inspect.jsonl import is_jsonl, session_from_jsonl
 from wsproxy.store.files import StoreError
+from wsproxy.store.folder import is_folder
 from wsproxy.store.read import load_session
 from wsproxy.store.recording import open_recording
 
@@ -24,15 +25,15 @@ CREATE TABLE IF NOT EXISTS replay_divergences (
 
 
 def source_kind(path: Path) -> str:
-    """"jsonl", "har" or "duckdb", by content, not name."""
-    if _is_duckdb(path):  # first: a DuckDB file starts with a checksum, whose first byte may well be "{"
+    """"jsonl", "har" or "duckdb", by content, not name (a folder of segments, or a glob of them: "duckdb")."""
+    if is_folder(path) or _is_duckdb(path):  # first: a DuckDB file starts with a checksum, whose first byte may well be "{"
         return "duckdb"
     return "jsonl" if is_jsonl(path) else "har" if _is_json(path) else "duckdb"
 
 
 def load_recording(path: Path, session_id: int | None = None) -> RecordedSession:
     """The session to replay from a DuckDB recording or a JSONL export (by content, not name)."""
-    if not path.exists():
+    if not path.exists() and not is_folder(path):
         raise StoreError(f"{path} does not exist: give a recording (.duckdb), a JSONL export or a HAR file")
     kind = source_kind(path)
     if kind == "jsonl":

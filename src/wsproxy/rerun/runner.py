@@ -120,10 +120,13 @@ async def run_rerun(session: RecordedSession, options: RerunOptions,
                     progress: Callable[[int, int], None] | None = None) -> RerunResult:
     """Rerun ``session`` ``options.copies`` times at once against ``options.upstream``, recorded
     into ``options.db`` as a new session. ``progress(steps done, steps in all)`` as it goes."""
+    from wsproxy.record.rotation import FolderPlan
     from wsproxy.record.session import RecordOptions, RecordSession
 
     await check_reachable(options.upstream)
-    proxy = RecordSession(RecordOptions(listen="127.0.0.1:0", upstream=options.upstream, db=options.db,
+    # a recording folder takes the rerun as one more segment of its own
+    folder = FolderPlan() if options.db.is_dir() else None
+    proxy = RecordSession(RecordOptions(listen="127.0.0.1:0", upstream=options.upstream, db=options.db, folder=folder,
                                         label=options.label or started_label(None, session, options.upstream),
                                         redact=options.redact, profile=options.profile, insecure=options.insecure,
                                         ca_file=options.ca_file))

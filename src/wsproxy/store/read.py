@@ -103,7 +103,8 @@ def load_session(con: duckdb.DuckDBPyConnection, session_id: int) -> RecordedSes
     for row in con.execute(
             "SELECT conn_id, path, query, epoch_us(opened_at), request_headers, subprotocol, status, "
             "epoch_us(closed_at), close_code, close_reason, closed_by, response_headers FROM connections "
-            "WHERE session_id = ? ORDER BY conn_id", [info.session_id]).fetchall():
+            # in the order they opened (with workers, ids are not: each worker numbers its own)
+            "WHERE session_id = ? ORDER BY opened_at, conn_id", [info.session_id]).fetchall():
         conn_id, path, query, opened, headers, subprotocol, status, closed, code, reason, closed_by, response = row
         connections[conn_id] = RecordedConnection(conn_id, path or "/", query or "", opened,
                                                   msgspec.json.decode(headers) if headers else {}, subprotocol,
