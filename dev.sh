@@ -6,8 +6,9 @@
 #                      there, and on success pin them in constraints.txt (then commit it)
 #
 # .venv installs exactly the versions in constraints.txt, the ones the suite passed with, so that a
-# new release of a dependency cannot break a fresh clone. The browser tests need Chromium: as root
-# (CI) it is installed with apt-get when missing; elsewhere they are skipped unless CI is set.
+# new release of a dependency cannot break a fresh clone. The browser tests need Chromium and the Spark
+# test Java: as root (CI) they are installed with apt-get when missing; elsewhere those tests are
+# skipped unless CI is set.
 set -eu
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -49,10 +50,23 @@ ensure_chromium() {
     fi
 }
 
+ensure_java() {
+    if command -v java >/dev/null 2>&1; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "dev.sh: installing Debian's openjdk-17-jre-headless for the Spark test (apt-get)" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+    else
+        echo "dev.sh: no Java found: the Spark test will be skipped (apt-get install openjdk-17-jre-headless)" >&2
+    fi
+}
+
 case "${1:-}" in
     demo) shift; ensure_venv; exec .venv/bin/wsproxy demo "$@" ;;
     test)
-        shift; ensure_venv; ensure_chromium
+        shift; ensure_venv; ensure_chromium; ensure_java
         # lint and types first (pyproject.toml [tool.ruff], [tool.mypy]): seconds, and CI runs them too
         .venv/bin/ruff check --quiet src tests
         .venv/bin/mypy
@@ -61,7 +75,7 @@ case "${1:-}" in
         shift
         rm -rf .venv-latest
         install .venv-latest
-        ensure_chromium
+        ensure_chromium; ensure_java
         .venv-latest/bin/python -m pytest "$@"
         {
             echo "# The exact versions the whole suite passed with (./dev.sh upgrade, $(date -u +%Y-%m-%d), $(.venv-latest/bin/python -V))."
