@@ -13,6 +13,8 @@ The paths compared:
   record   through `wsproxy record` (the standard asyncio event loop, its default)
   uvloop   through `wsproxy record --loop uvloop` (when uvloop is installed)
   nocheck  through `wsproxy record --no-check`
+  workers2 through `wsproxy record --workers 2` (a folder of segments; CPU is the pool's and its
+           workers' together; on 2 cores the load generator competes with them: see docs/performance.md)
   inject   through `wsproxy record --inject RULE` with one rule that every message is matched against
            and none fires (`--skip inject` leaves it out; `--inject-rule` picks another)
   mitmproxy through `mitmdump --mode reverse:... -w FILE` (mitmproxy's recorder), where `--mitmdump`
@@ -22,7 +24,8 @@ The paths compared:
 
 Prints, per scenario and round, messages/s and the proxy's CPU ms per 1,000 messages, then the median
 ratio of each path to direct (and record to bare, record to nocheck); then latency at a fixed
-5,000 messages/s, and the proxy's memory per idle connection at 0, 1,000 and 10,000 connections.
+5,000 messages/s (and with `--rotate 2s`: during a rotation against between rotations), and the
+proxy's memory per idle connection at 0, 1,000 and 10,000 connections.
 """
 
 from __future__ import annotations
@@ -49,14 +52,18 @@ BARE_RELAY = Path(__file__).parent / "bare_relay.py"
 MITMDUMP = shutil.which("mitmdump") or ""
 CONNECTIONS = 10
 INJECT_RULE = "delay=1ms event type=typing"
+ROTATE_SECONDS = 2  # the rotation scenario: `record --rotate 2s`
+DURING_ROTATION = 1.0  # seconds after a new segment appears that count as "during a rotation"
 # Issue 25's targets, per message size: (path, against, what, target); throughput at least the target
 # times the other path's, CPU per message at most the target times its; 0: shown, no target.
 Target = tuple[str, str, str, float]
 TARGETS: dict[int, list[Target]] = {
-    100: [("record", "bare", "throughput", 0.75), ("record", "bare", "CPU", 1.6), ("inject", "record", "throughput", 0)],
+    100: [("record", "bare", "throughput", 0.75), ("record", "bare", "CPU", 1.6), ("inject", "record", "throughput", 0),
+          ("workers2", "record", "throughput", 0), ("workers2", "record", "CPU", 0)],
     4096: [("record", "bare", "throughput", 0), ("record", "bare", "CPU", 0)],
     65536: [("record", "bare", "throughput", 0.50), ("record", "bare", "CPU", 2.5), ("record", "bare", "p99", 2.0),
-            ("record", "mitmproxy", "throughput", 5.0)],
+            ("record", "mitmproxy", "throughput", 5.0), ("workers2", "record", "throughput", 0),
+            ("workers2", "record", "CPU", 0)],
 }
 WINDOW = 32  # requests in flight per connection
 
@@ -87,9 +94,29 @@ def wait_listening(port: int, process: subprocess.Popen, what: str) -> None:
             time.sleep(0.05)
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_ms(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+    """CPU of ``pid`` and of its live descendants (`record --workers`: the pool and its workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+            except (OSError, IndexError):
+                continue
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = _stat(current)
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+        todo += children.get(current, [])
+    return total
 
 
 def rss_mib(pid: int, field: str = "VmRSS:") -> float:
@@ -120,6 +147,7 @@ class Rig:
         self.server: subprocess.Popen | None = None
         self.proxy: subprocess.Popen | None = None
         self.runs = 0
+        self.db = tmp
 
     def start(self, path: str) -> str:
         """Start the chat server and ``path``'s proxy; returns the URL the load connects to."""
@@ -141,9 +169,12 @@ class Rig:
         else:
             self.runs += 1
             extra = {"record": [], "uvloop": ["--event-loop", "uvloop"], "nocheck": ["--no-check"],
-                     "inject": ["--inject", INJECT_RULE]}[path]
+                     "inject": ["--inject", INJECT_RULE], "workers2": ["--workers", "2"],
+                     "rotate": ["--rotate", f"{ROTATE_SECONDS}s"]}[path]
+            self.db = self.tmp / (f"run{self.runs}" if path in ("workers2", "rotate") else f"run{self.runs}.duckdb")
+            db = self.db
             command = [sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{port}", "--upstream",
-                       upstream, "--db", str(self.tmp / f"run{self.runs}.duckdb"), "--log-format", "json",
+                       upstream, "--db", str(db), "--log-format", "json",
                        "--max-message-size", str(1 << 20), *extra]
         self.proxy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                       preexec_fn=more_files)
@@ -185,6 +216,7 @@ def load(pool: ProcessPoolExecutor, procs: int, url: str, size: int, seconds: fl
         total.messages += result.messages
         total.requests += result.requests
         total.latencies += result.latencies
+        total.answered_at += result.answered_at
         total.errors += result.errors
     return total.messages / max(elapsed, seconds), total
 
@@ -296,6 +328,52 @@ def fixed_rate(rig: Rig, pool: ProcessPoolExecutor, args: argparse.Namespace) ->
           f"(target <= 1 ms: {'met' if over <= 1 else 'NOT met'})")
 
 
+def rotation(rig: Rig, pool: ProcessPoolExecutor, args: argparse.Namespace) -> None:
+    """Response latency at 5,000 messages/s through `record` and `record --rotate 2s`, alternating; for
+    the rotating one, the responses in the second after each new segment appeared against the rest."""
+    import threading
+    per_connection = 5000 / 3 / CONNECTIONS
+    seconds = max(args.seconds, 3 * ROTATE_SECONDS) + 2
+    p99: dict[str, list[float]] = {"record": [], "rotate between": [], "rotate during": []}
+    rotations = 0
+    for _ in range(args.rounds):
+        for path in ("record", "rotate"):
+            url = rig.start(path)
+            appeared: dict[str, float] = {}
+            watching = threading.Event()
+
+            def watch(folder: Path = rig.db) -> None:
+                while not watching.is_set():  # when each segment file appears (10 ms resolution)
+                    for file in folder.glob("*.duckdb") if folder.is_dir() else ():
+                        appeared.setdefault(file.name, time.time())
+                    time.sleep(0.01)
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            _, result = load(pool, args.load_procs, url, 100, seconds, "clean", rate=per_connection)
+            watching.set()
+            watcher.join()
+            rig.stop()
+            if path == "record":
+                p99["record"].append(pct(result.latencies, .99))
+                continue
+            starts = sorted(appeared.values())[1:]  # the first segment is the start, not a rotation
+            rotations += len(starts)
+            during = [lat for lat, at in zip(result.latencies, result.answered_at, strict=True)
+                      if any(0 <= at - t < DURING_ROTATION for t in starts)]
+            between = [lat for lat, at in zip(result.latencies, result.answered_at, strict=True)
+                       if not any(0 <= at - t < DURING_ROTATION for t in starts)]
+            p99["rotate during"].append(pct(during, .99))
+            p99["rotate between"].append(pct(between, .99))
+    median = statistics.median
+    print(f"\nrotation: 5,000 msg/s, {CONNECTIONS} conns x 100 B, `record --rotate {ROTATE_SECONDS}s` against `record`, "
+          f"{args.rounds} alternating rounds, {rotations} rotations in all (during = the {DURING_ROTATION:.0f} s after a "
+          f"new segment appeared):")
+    for name, values in p99.items():
+        print(f"  {name:15} p99 {' '.join(f'{v:.2f}' for v in values)} ms (median {median(values):.2f})")
+    print(f"  p99 added during a rotation over between rotations: "
+          f"{median(p99['rotate during']) - median(p99['rotate between']):.2f} ms")
+
+
 def idle_memory(rig: Rig, pool: ProcessPoolExecutor, counts: list[int]) -> None:
     """The proxy's RSS with 0, 1,000 and 10,000 idle (subscribed) connections open through it."""
     url = rig.start("record")
@@ -322,7 +400,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement")
     parser.add_argument("--load-procs", type=int, default=1, help="processes generating the load")
     parser.add_argument("--sizes", default="100,4096,65536")
-    parser.add_argument("--skip", default="", help="comma-separated: clean, findings, latency, idle")
+    parser.add_argument("--skip", default="", help="comma-separated: clean, findings, latency, rotation, idle")
     parser.add_argument("--idle", default="1000,10000", help="idle connection counts")
     parser.add_argument("--paths", default="", help="comma-separated paths to compare (default: all there are)")
     parser.add_argument("--mitmdump", default=shutil.which("mitmdump") or "", help="mitmproxy's mitmdump, for the mitmproxy path")
@@ -357,6 +435,8 @@ def main() -> None:
                 report(runs, [("record", "nocheck", "throughput", 0.85)])
             if "latency" not in skip:
                 fixed_rate(rig, pool, args)
+            if "rotation" not in skip:
+                rotation(rig, pool, args)
             if "idle" not in skip:
                 idle_memory(rig, pool, [int(n) for n in args.idle.split(",")])
     finally:

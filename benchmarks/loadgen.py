@@ -30,6 +30,7 @@ class Result:
     messages: int = 0  # sent + received on every connection
     requests: int = 0
     latencies: list[float] = field(default_factory=list)  # response round trips, seconds
+    answered_at: list[float] = field(default_factory=list)  # when each came (time.time()), in the same order
     errors: int = 0
 
 
@@ -76,6 +77,7 @@ async def connection(url: str, index: int, peers: int, size: int, seconds: float
                     began = sent_at.pop(value.get("id"), None)
                     if began is not None:
                         result.latencies.append(time.perf_counter() - began)
+                        result.answered_at.append(time.time())
                     answered.set()
         task = asyncio.create_task(reader())
         number = 0

@@ -32,7 +32,7 @@ from wsproxy.core.errors import first_line
 from wsproxy.core.rows import ConnectionClosed, ConnectionOpened, FrameRow, InjectionRow, ViolationRow
 from wsproxy.record.priority import lower_thread_priority
 from wsproxy.record.rotation import FolderPlan, Segments
-from wsproxy.store.batches import split_by_size, write_batch, write_patiently
+from wsproxy.store.batches import split_by_size, warm_up, write_batch, write_patiently
 from wsproxy.store.files import RecordingError, close_checkpoint, open_for_writing
 from wsproxy.store.parts import LARGE_FRAME_BYTES, Parts
 
@@ -129,6 +129,7 @@ class Recorder:
             self.session_id = con.execute("SELECT coalesce(max(session_id), 0) + 1 FROM sessions").fetchall()[0][0]
             self._next_conn_id = con.execute("SELECT coalesce(max(conn_id), 0) + 1 FROM connections").fetchall()[0][0]
         self._session_row = [self.session_id, label, now_us(), listen, upstream, __version__, redacted]
+        warm_up()
         self._begin(con, self.segment)
         try:
             self._loop = asyncio.get_running_loop()
