@@ -218,6 +218,36 @@ async def test_a_worker_that_dies_is_reported_and_the_others_carry_on(chat_serve
     assert check.returncode in (0, 1), check.stderr  # readable; its cut-off connections may be findings
 
 
+async def test_the_web_view_and_fail_on_see_every_worker(faulty_chat_server, tmp_path) -> None:
+    server = await faulty_chat_server("duplicate-response:always")
+    folder = tmp_path / "rec"
+    async with workers(server.url, folder, "--workers", "2", "--ui", "127.0.0.1:0", "--fail-on", "error") as master:
+        await eventually(lambda: master.of("ui"), timeout=30)
+        url = master.of("ui")[0]["url"]
+        async with aiohttp.ClientSession() as http:
+            clients = [await ChatClient.connect(master.url, f"user{i}", session=http) for i in range(6)]
+            for client in clients:
+                await client.subscribe()
+            # the page's API reads both workers' segments while they are written
+            opened: list[int] = []
+
+            async def every_connection_shown() -> bool:
+                async with http.get(url.replace("/?", "/api/summary?")) as response:
+                    body = await response.json()
+                opened[:] = [c["conn_id"] for c in body["connections"]]
+                return len(opened) == 6
+            deadline = asyncio.get_running_loop().time() + 20
+            while not await every_connection_shown():
+                assert asyncio.get_running_loop().time() < deadline, opened
+                await asyncio.sleep(0.3)
+            assert {conn_id % 2 for conn_id in opened} == {0, 1}, opened  # both workers' connections
+            for client in clients:
+                await client.close()
+        code, summary = await master.stop()
+    assert summary["findings"]["error"] >= 6, summary  # every subscribe answered twice, on either worker
+    assert code == 1, master.said()  # --fail-on judged every worker's findings together
+
+
 def test_workers_need_a_folder_and_sane_numbers(tmp_path) -> None:
     file = tmp_path / "one.duckdb"
     file.write_bytes(b"")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -28,8 +27,6 @@ from wsproxy.cli.options import (
 from wsproxy.core.errors import EXIT_FOUND, EXIT_OK, UserError
 
 PANEL = "Inspect a recording"
-# show --follow asks again for this much before the newest frame shown (the workers' writes interleave)
-FOLLOW_OVERLAP = timedelta(seconds=10)
 
 
 @command(panel=PANEL)
@@ -180,7 +177,7 @@ def show(
             err.print(f"session {chosen} has no frames" + (f" on connection {conn}" if conn else ""))
         return
     seen = {(r.conn_id, r.seq) for r in rows}
-    since = rows[-1].ts - FOLLOW_OVERLAP if rows else None
+    since = rows[-1].ts if rows else None
     while True:
         clock.sleep(0.5)
         fresh = [r for r in timeline(recording, chosen, conn, since=since) if (r.conn_id, r.seq) not in seen]
@@ -188,8 +185,7 @@ def show(
             out.print(timeline_text(row, out.width), soft_wrap=True)
             seen.add((row.conn_id, row.seq))
         if fresh:
-            # workers write their batches independently: a frame can land after a later one is shown
-            since = fresh[-1].ts - FOLLOW_OVERLAP
+            since = fresh[-1].ts  # timeline(since=) looks a little further back: workers' writes interleave
 
 
 @command(panel=PANEL)

@@ -43,7 +43,8 @@ SELECT f.conn_id, f.seq, f.ts, f.sender, f.kind, f.msg_type, f.msg_id,
        (SELECT string_agg(i.action || coalesce(': ' || i.detail, '') || '  (--inject ' || i.rule || ')', '\n')
         FROM injections i WHERE i.conn_id = f.conn_id AND i.seq = f.seq) AS injected
 FROM frames f JOIN connections c USING (conn_id)
-WHERE c.session_id = $session AND ($conn IS NULL OR f.conn_id = $conn) AND f.ts >= $since
+WHERE c.session_id = $session AND ($conn IS NULL OR f.conn_id = $conn)
+  AND f.ts >= CAST($since AS TIMESTAMPTZ) - INTERVAL 10 SECOND
 ORDER BY f.ts, f.conn_id, f.seq
 LIMIT $limit
 """
@@ -87,6 +88,9 @@ def connections(path: Path, session_id: int) -> QueryResult:
 
 def timeline(path: Path, session_id: int, conn_id: int | None = None, since: Any = None,
              limit: int = 1_000_000) -> list[TimelineRow]:
+    """The session's frames in time order; with ``since`` (a time), those from 10 s before it on: the
+    workers of ``record --workers`` write independently, so a frame can land after a later one was read
+    (``show --follow`` skips the ones it has shown)."""
     result = _named(path, TIMELINE_SQL, {"session": session_id, "conn": conn_id,
                                         "since": since or "1970-01-01 00:00:00+00", "limit": limit})
     return [TimelineRow(*row) for row in result.rows]
