@@ -119,3 +119,23 @@ async def test_the_schema_v5_golden_recording_upgrades_to_parts(upstream, proxy,
                for name, count in views.items())
     assert recorded(db, "SELECT count(*) FROM frame_parts") != [(0,)]
     assert recorded(db, "SELECT count(*), min(size) FROM frames WHERE conn_id > 3 AND kind = 'text'") == [(600, 65536)]
+
+
+async def test_the_schema_v6_golden_recording_upgrades_to_hands(chat_server, proxy, tmp_path) -> None:
+    # Version 7 says who acted in `injections` (source) and what a message was and became (original,
+    # sent): what was there reads the same; a message composed by hand is recorded with them.
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(FIXTURES / "schema-v6-demo.duckdb", db)
+    assert recorded(db, "SELECT value FROM wsproxy_meta WHERE key = 'schema_version'") == [("6",)]
+    before = recorded(db, "SELECT * FROM frames ORDER BY conn_id, seq")
+    session = await proxy(chat_server.url, db=db, label="appended")
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{session.url}/?user=User1") as ws:
+        conn = max(session.hands.live)
+        await session.hands.sending.send(conn, "server", '{"type":"event","timestamp":1,"eventType":"typing",'
+                                                         '"payload":{"chatId":"User2"}}', "api")
+        await ws.close()
+    await session.stop()
+    assert recorded(db, "SELECT value FROM wsproxy_meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+    assert recorded(db, f"SELECT * FROM frames WHERE conn_id < {conn} ORDER BY conn_id, seq") == before
+    assert recorded(db, "SELECT action, source, original, sent LIKE '%typing%' FROM injections") == [
+        ("compose", "api", None, True)]

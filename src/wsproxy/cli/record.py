@@ -47,6 +47,11 @@ def record(
              "'delay=400ms event type=typing', 'close=4001 to-client after=3' (repeatable; docs/inject.md).")] = None,
     inject_file: Annotated[Path | None, typer.Option(help="The same rules as data: \\[\\[inject]] tables in TOML.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for rate= rules, to repeat a run.")] = 0,
+    intercept: Annotated[list[str] | None, typer.Option(
+        help="Hold the messages these selectors pick until you forward, edit or drop them in the --ui page "
+             "(or its API), e.g. 'to-server type=new', 'response once', 'any' (repeatable; docs/ui.md).")] = None,
+    hold_timeout: Annotated[float, typer.Option(
+        metavar="SECONDS", help="A held message nobody decided on goes out as it came after this long.")] = 60.0,
     ui: Annotated[str | None, typer.Option(
         "--ui", help="Also serve the live web view of this recording on HOST:PORT (e.g. 127.0.0.1:8090); "
                      "its URL, with the access token, is printed (docs/ui.md).")] = None,
@@ -92,6 +97,8 @@ def record(
 
       wsproxy record --upstream ws://127.0.0.1:8765 --ui 127.0.0.1:8090 --open   (watch it in a browser)
 
+      wsproxy record --upstream ws://127.0.0.1:8765 --ui 127.0.0.1:8090 --intercept "to-server type=new"
+
       wsproxy record --upstream ws://127.0.0.1:8765 --workers auto --rotate 1GB --keep 7d --db captures/
     """
     from wsproxy.cli.status import Rates, log_json, show_findings, status_fields, status_line, summary
@@ -106,14 +113,18 @@ def record(
     choice("--event-loop", event_loop, LOOPS)
     options.fail_on(fail_on)
     for name, seconds in (("--sql-timeout", sql_timeout), ("--connect-timeout", connect_timeout),
-                          ("--handshake-timeout", handshake_timeout)):
+                          ("--handshake-timeout", handshake_timeout), ("--hold-timeout", hold_timeout)):
         options.positive(name, seconds)
     if max_message_size < 0:
         raise UserError(f"--max-message-size must be 0 (no limit) or a number of bytes, not {max_message_size}")
     allow_many_connections()
     rules = inject_rules(inject, inject_file)
+    breakpoints = intercept_rules(intercept, ui)
     from wsproxy.cli.workers import folder_plan, record_with_workers, report_status, worker_args
     plan = folder_plan(workers, rotate, keep, worker)
+    if breakpoints and plan is not None and plan.workers > 1:
+        raise UserError("--intercept holds messages in the process that relays them: use it with one worker "
+                        "(leave out --workers)")
     if plan is not None and plan.workers > 1 and worker is None:
         record_with_workers(plan.workers, db, listen, log_format, quiet, fail_on, ui, open_browser, sql_timeout,
                             worker_args(locals()))
@@ -121,7 +132,8 @@ def record(
     session = RecordSession(RecordOptions(folder=plan, reuse_port=worker is not None,
         listen=listen, upstream=upstream, db=db, label=label, redact=not no_redact, max_message_size=max_message_size,
         insecure=insecure, ca_file=ca, tls_cert=tls_cert, tls_key=tls_key, profile=options.profile(profile),
-        check=not no_check, inject=rules, seed=seed, sql_timeout=sql_timeout, connect_timeout=connect_timeout,
+        check=not no_check, inject=rules, seed=seed, intercept=breakpoints, hold_timeout=hold_timeout,
+        sql_timeout=sql_timeout, connect_timeout=connect_timeout,
         handshake_timeout=handshake_timeout))
     say_at_once(session, log_format)
     if session.host not in LOOPBACK:
@@ -213,7 +225,17 @@ async def start_web_view(session: RecordSession, listen: str, open_browser: bool
     else:  # a folder of segments (--rotate): read as every other reader reads it
         reader = await asyncio.to_thread(FileReader, session.options.db, session.options.sql_timeout)
     from wsproxy.cli.ui import serve_web_view
-    return await serve_web_view(reader, listen, session.recorder.session_id, open_browser, log_format)
+    return await serve_web_view(reader, listen, session.recorder.session_id, open_browser, log_format,
+                                hands=session.hands if session.sql is not None else None)
+
+
+def intercept_rules(texts: list[str] | None, ui: str | None) -> list:
+    """``--intercept`` breakpoints, checked now; they need a page (or its API) to release what they hold."""
+    from wsproxy.core.inject import parse_breakpoint
+    if texts and ui is None:
+        raise UserError("--intercept holds messages until you decide in the web view: add --ui HOST:PORT "
+                        "(e.g. --ui 127.0.0.1:8090)")
+    return [parse_breakpoint(text) for text in texts or []]
 
 
 def say_at_once(session: RecordSession, log_format: str) -> None:

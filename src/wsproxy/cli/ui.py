@@ -20,12 +20,12 @@ DEFAULT_LISTEN = "127.0.0.1:8090"
 OpenOption = Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")]
 
 
-async def start_ui(reader: Any, listen: str, session: int | None, fallback: bool) -> Any:
+async def start_ui(reader: Any, listen: str, session: int | None, fallback: bool, hands: Any = None) -> Any:
     """The web view on ``listen``; with ``fallback`` (the default address), any free port if that one is taken."""
     from wsproxy.record.session import LOOPBACK, parse_listen
     from wsproxy.ui.server import UiServer
     host, port = parse_listen(listen)
-    server = UiServer(reader, session)
+    server = UiServer(reader, session, hands=hands)
     try:
         await server.start(host, port)
     except OSError as exc:
@@ -39,9 +39,9 @@ async def start_ui(reader: Any, listen: str, session: int | None, fallback: bool
 
 
 async def serve_web_view(reader: Reader, listen: str, session_id: int, open_browser: bool,
-                         log_format: str) -> UiServer:
+                         log_format: str, hands: Any = None) -> UiServer:
     try:
-        server = await start_ui(reader, listen, session_id, fallback=False)
+        server = await start_ui(reader, listen, session_id, fallback=False, hands=hands)
     except BaseException:
         reader.close()
         raise

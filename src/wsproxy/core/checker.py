@@ -15,6 +15,7 @@ Core module: imports only the standard library and msgspec.
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -165,6 +166,35 @@ class Checker:
     @property
     def open_connections(self) -> int:
         return len(self._conns)
+
+    # --- questions about a connection, asked before a person sends on it (hands on the wire) ---
+
+    def preview(self, conn_id: int, seq: int, ts: int, sender: str, parsed: ParsedMessage) -> Findings:
+        """The findings ``message`` would give for this message now, without changing what the checker
+        knows (a copy of the connection's state is asked; timeouts of other connections are not)."""
+        trial = Checker(self.profile)
+        known = self._conns.get(conn_id)
+        if known is not None:
+            trial._conns[conn_id] = copy.deepcopy(known)
+        return trial.message(conn_id, seq, ts, sender, parsed)
+
+    def request_ids(self, conn_id: int) -> set[str]:
+        """The request ids this connection has used (as far as ``request_id_memory`` remembers) or awaits."""
+        conn = self._conns.get(conn_id)
+        return set() if conn is None else set(conn.request_seqs) | set(conn.pending)
+
+    def pending_requests(self, conn_id: int) -> list[tuple[str, str]]:
+        """Requests of this connection still waiting for their response: (id, payloadType), oldest first."""
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            return []
+        waiting = [request for requests in conn.pending.values() for request in requests if not request.answered]
+        return [(request.request_id, request.payload_type) for request in sorted(waiting, key=lambda r: r.seq)]
+
+    def last_event_id(self, conn_id: int) -> int | None:
+        """The id of the last stateful event this connection received (its baseline), if any."""
+        conn = self._conns.get(conn_id)
+        return None if conn is None else conn.last_event_id
 
     # --- requests and responses ---
 

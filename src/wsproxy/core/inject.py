@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from wsproxy.core.errors import UserError
 from wsproxy.core.vocab import InjectAction, MessageType, Sender
@@ -159,6 +159,26 @@ def _selector(fields: dict, name: str, eq: str, value: str, word: str, where: st
     else:
         raise RuleError(f"{where} is not an action or a selector; actions: {', '.join(ACTIONS)}; "
                         f"selectors: {', '.join(SELECTORS)}")
+
+
+def parse_breakpoint(text: str) -> Rule:
+    """An ``--intercept`` rule: the selectors of ``--inject`` and no action (what they select is held),
+    e.g. ``to-server type=new``, ``response conn=user:User2 once``; ``any`` holds every data message."""
+    words = [word for word in text.split() if word != "any"]
+    for word in words:
+        name, eq, value = word.partition("=")
+        if _action(name, eq, value, word) is not None:
+            raise RuleError(f"in {text!r}: {word!r} is an action; a breakpoint holds what it selects and takes "
+                            f"selectors only: {', '.join(SELECTORS)} (or any)")
+    if not words and text.split() != ["any"]:
+        raise RuleError("an empty --intercept rule: write selectors, e.g. 'to-server type=new', or 'any'")
+    as_rule = " ".join(["drop", *words])
+    try:
+        rule = parse_rule(as_rule)
+    except RuleError as exc:  # said of the breakpoint as the user wrote it
+        said = str(exc).replace(repr(as_rule), repr(text)).replace("is not an action or a selector", "is not a selector")
+        raise RuleError(re.sub(r"actions: [^;]*; ", "", said)) from None
+    return replace(rule, action="intercept", text=" ".join(words) or "any")
 
 
 # The keys of an [[inject]] table in --inject-file, in the order their words are written.

@@ -64,7 +64,8 @@ class FrameRow(msgspec.Struct, gc=False):
 
 
 class InjectionRow(msgspec.Struct, gc=False, kw_only=True):
-    """One ``injections`` row: what an --inject rule did to a frame (``seq``) of a connection."""
+    """One ``injections`` row: what an --inject rule, or a person (hands on the wire), did to a frame
+    (``seq``) of a connection, or sent on it."""
 
     session_id: Int32
     conn_id: Int32
@@ -74,6 +75,9 @@ class InjectionRow(msgspec.Struct, gc=False, kw_only=True):
     action: Text  # what the rule did (core.vocab.InjectAction)
     rule: Text
     detail: Text | None  # what was sent instead (corrupt), how long (delay, pause), ...
+    source: Text | None = None  # who acted (core.vocab.InjectionSource)
+    original: Text | None = None  # the message as its sender sent it (edit, drop, corrupt)
+    sent: Text | None = None  # what went out instead, or what was composed or resent
 
 
 class ConnectionOpened(msgspec.Struct, gc=False, kw_only=True):

@@ -12,7 +12,10 @@ Sender = Literal["client", "server"]  # who sent a frame; which leg of a relayed
 ClosedBy = Literal["client", "server", "proxy"]  # who started a close; "proxy": --inject close= closed both legs
 FrameKind = Literal["text", "binary", "ping", "pong", "close"]
 MessageType = Literal["request", "response", "event"]  # the protocol's three kinds of envelope
-InjectAction = Literal["drop", "duplicate", "delay", "corrupt", "reorder", "close", "pause"]
+InjectAction = Literal["drop", "duplicate", "delay", "corrupt", "reorder", "close", "pause",
+                       "intercept", "edit", "compose", "resend"]  # the last four: hands on the wire (docs/ui.md)
+InjectionSource = Literal["inject", "ui", "api", "proxy"]  # who acted: a rule, the page, a script, wsproxy itself
+HeldAction = Literal["forward", "drop"]  # what is done with a held message
 DivergenceKind = Literal["mismatch", "unexpected", "skipped", "closed-early", "refused", "payload-differs"]
 DifferenceKind = Literal["missing", "unexpected", "changed", "wrong-type", "missing-field", "unexpected-field",
                          "close", "handshake", "finding"]

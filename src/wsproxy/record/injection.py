@@ -48,8 +48,11 @@ async def relay_injected(relay: Any, legs: dict[str, Any], conn: Conn, sender: S
     relay.counters.bytes[sender] += len(data)
     if rule is not None:
         relay.counters.injected += 1
+        corrupt = rule.action == "corrupt"
         recorder.add_injection(InjectionRow(session_id=recorder.session_id, conn_id=conn_id, seq=seq, ts=ts,
-                                            sender=sender, action=rule.action, rule=rule.text, detail=out.detail))
+                                            sender=sender, action=rule.action, rule=rule.text, detail=out.detail,
+                                            source="inject", original=data if corrupt and is_text else None,
+                                            sent=out.sends[0] if corrupt else None))
         if relay.observer is not None:
             relay.observer.injected(conn_id)
     if conn.observer is not None:  # what the other side got (a delayed or held one: when it goes out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ class Conn:
     held: dict[str, tuple] = field(default_factory=dict)  # reorder: per sender, the message held back
     later: set = field(default_factory=set)  # delay: sends still to come
     observer: Any = None  # the checker's frame_relayed, for messages sent after they were recorded
+    # per sender: frames read on behind a held message (hands on the wire), relayed before reading more
+    ahead: dict[str, deque] = field(default_factory=lambda: {"client": deque(), "server": deque()})
 
     def next_seq(self) -> int:
         self.seq += 1

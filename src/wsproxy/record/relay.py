@@ -24,6 +24,7 @@ from wsproxy.core.inject import Injector
 from wsproxy.core.protocol import MessageDecoder, ParsedMessage
 from wsproxy.core.rows import ConnectionOpened, frame_row, redact_headers, redact_query
 from wsproxy.core.vocab import ClosedBy
+from wsproxy.record.hands import Hands
 from wsproxy.record.injection import relay_injected, send_held, settle
 from wsproxy.record.legs import CLOSE_TIMEOUT, Conn, carry_out
 from wsproxy.record.writer import Recorder
@@ -87,9 +88,12 @@ class Relay:
     """The aiohttp application of ``wsproxy record``."""
 
     def __init__(self, config: RelayConfig, recorder: Recorder, decoder: MessageDecoder | None = None,
-                 observer: Observer | None = None, injector: Injector | None = None) -> None:
+                 observer: Observer | None = None, injector: Injector | None = None, hands: Hands | None = None) -> None:
         self.config = config
         self.injector = injector  # --inject rules; None: every frame is relayed as it came
+        self.hands = hands  # breakpoints and sending by hand (--intercept, the web view); None: not offered
+        if hands is not None:
+            hands.attach(self)
         self.recorder = recorder
         self.decoder = decoder or MessageDecoder()
         self.observer = observer
@@ -224,6 +228,9 @@ class Relay:
             self.injector.opened(conn_id, {**dict(request.query), **dict(request.headers)})
         closing = conn.closing
         legs = {"client": client, "server": upstream}
+        if self.hands is not None:
+            self.hands.opened(conn, legs, str(request.rel_url),
+                              {**dict(request.query), **{k.lower(): v for k, v in request.headers.items()}})
         pumps = {asyncio.create_task(self._pump(legs, conn, "client"), name=f"pump-{conn_id}-up"),
                  asyncio.create_task(self._pump(legs, conn, "server"), name=f"pump-{conn_id}-down")}
         try:
@@ -244,6 +251,8 @@ class Relay:
             if self.injector is not None:
                 await settle(conn, recorder)  # what --inject still held: recorded, as not delivered
                 self.injector.closed(conn_id)
+            if self.hands is not None:
+                self.hands.closed(conn_id)
             self._sockets.discard(client)
             self.counters.open -= 1
             if not upstream.closed:
@@ -269,12 +278,19 @@ class Relay:
         observe = self.observer.frame_relayed if self.observer is not None else None
         source, dest = legs[sender], legs[other(sender)]
         closing = conn.closing
+        hands = self.hands
+        ahead = conn.ahead[sender]  # read on behind a held message: relayed first
         while True:
-            msg = await source.receive()
+            msg = ahead.popleft() if ahead else await source.receive()
             kind = msg.type
             if recorder.error is not None:
                 return  # stop_relaying closes both sides
-            if (kind is WSMsgType.TEXT or kind is WSMsgType.BINARY) and self.injector is not None:
+            if (kind is WSMsgType.TEXT or kind is WSMsgType.BINARY) and hands is not None and hands.armed:
+                if await hands.relay_frame(legs, conn, sender, kind is WSMsgType.TEXT, msg.data, ahead):
+                    return  # an --inject rule closed the connection
+                if recorder.holding:
+                    await recorder.wait_for_capacity()
+            elif (kind is WSMsgType.TEXT or kind is WSMsgType.BINARY) and self.injector is not None:
                 if await relay_injected(self, legs, conn, sender, kind is WSMsgType.TEXT, msg.data):
                     return  # a rule closed the connection
                 if recorder.holding:

@@ -20,6 +20,7 @@ from wsproxy.core.errors import UserError
 from wsproxy.core.inject import Injector, Rule
 from wsproxy.core.profile import CHAT_PROFILE, Profile
 from wsproxy.core.protocol import MessageDecoder
+from wsproxy.record.hands import HOLD_TIMEOUT, Hands
 from wsproxy.record.live_check import LiveCheck
 from wsproxy.record.relay import CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_PENDING, Relay, RelayConfig
 from wsproxy.record.rotation import FolderPlan
@@ -101,6 +102,8 @@ class RecordOptions:
     profile: Profile = CHAT_PROFILE
     check: bool = True  # run the protocol checker live (``--no-check`` turns it off)
     inject: list[Rule] = field(default_factory=list)  # --inject rules (docs/inject.md)
+    intercept: list[Rule] = field(default_factory=list)  # --intercept breakpoints (docs/ui.md)
+    hold_timeout: float = HOLD_TIMEOUT  # seconds a held message waits for a person (--hold-timeout)
     seed: int = 0  # for rate= rules
     sql_timeout: float = SQL_TIMEOUT  # seconds a query of the live recording may run (--sql-timeout)
     connect_timeout: float = CONNECT_TIMEOUT  # seconds to reach the upstream and finish its handshake
@@ -122,11 +125,13 @@ class RecordSession:
         self.recorder = Recorder(Path(options.db), folder=options.folder)
         self.live_check = LiveCheck(Checker(options.profile), self.recorder) if options.check else None
         self.injector = Injector(options.inject, options.seed) if options.inject else None
+        self.hands = Hands(options.intercept, options.hold_timeout)  # nothing to do until a breakpoint is on
         self.relay = Relay(RelayConfig(upstream=self.upstream, max_message_size=options.max_message_size,
                                        redact=options.redact, ssl_context=self._client_tls,
                                        connect_timeout=options.connect_timeout,
                                        handshake_timeout=options.handshake_timeout, max_pending=options.max_pending),
-                           self.recorder, MessageDecoder(options.profile), self.live_check, self.injector)
+                           self.recorder, MessageDecoder(options.profile), self.live_check, self.injector,
+                           self.hands)
         self.recorder.on_failed = self._recording_failed
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task | None = None
@@ -171,6 +176,7 @@ class RecordSession:
         scheme = "wss" if self._server_tls else "ws"
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"{scheme}://{host}:{self.port}"
+        self.hands.own_url = self.url
 
     async def _serve_snapshots(self, live: Any) -> None:
         """A folder's readers ask for snapshots of the segment being written; the Parquet parts a
@@ -205,6 +211,7 @@ class RecordSession:
             self._ticker.cancel()
         if self.live_query is not None:
             await self.live_query.stop()
+        await self.hands.sending.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

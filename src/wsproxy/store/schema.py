@@ -7,7 +7,7 @@ the layout changes; the rows that fill the tables are ``core.rows``.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 APPLICATION = "wsproxy"
 
 # What each version adds, in order: an older recording opened for writing gets the rest.
@@ -132,6 +132,14 @@ FRAME_PARTS_TABLE = """
 CREATE TABLE IF NOT EXISTS frame_parts (part VARCHAR PRIMARY KEY, session_id INTEGER, rows BIGINT, bytes BIGINT);
 """
 MIGRATIONS[6] = FRAME_PARTS_TABLE
+
+# Version 7: hands on the wire (held, edited, dropped, composed and resent messages) are injections
+# too; each says who acted and, where a message changed, what it was and what was sent.
+MIGRATIONS[7] = """
+ALTER TABLE injections ADD COLUMN IF NOT EXISTS source VARCHAR;
+ALTER TABLE injections ADD COLUMN IF NOT EXISTS original VARCHAR;
+ALTER TABLE injections ADD COLUMN IF NOT EXISTS sent VARCHAR;
+"""
 
 
 def sql_literal(text: str) -> str:

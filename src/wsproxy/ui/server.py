@@ -20,7 +20,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from wsproxy.core.errors import UserError
-from wsproxy.ui import views
+from wsproxy.ui import hands_api, views
 from wsproxy.ui.filters import FilterError, FrameFilter
 from wsproxy.ui.reader import Reader
 from wsproxy.ws import went_away
@@ -52,8 +52,9 @@ def assets() -> dict[str, tuple[bytes, str]]:
 class UiServer:
     """``await start(host, port)``, then ``url`` is what to open; ``await stop()``."""
 
-    def __init__(self, reader: Reader, session: int | None = None, token: str | None = None) -> None:
+    def __init__(self, reader: Reader, session: int | None = None, token: str | None = None, hands: Any = None) -> None:
         self.reader = reader
+        self.hands = hands  # record --ui: the relay's hands on the wire (record.hands.Hands); else None
         self.session = session
         self.token = token or secrets.token_urlsafe(24)
         self.url = ""
@@ -83,6 +84,7 @@ class UiServer:
                                                _int(r, "seq", 0))), session=False))
         add("/api/diagram.svg", self._diagram)
         add("/api/live", self._live)
+        hands_api.add_routes(app, self.hands, self.reader, lambda: views.session_id(self.reader, self.session))
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -180,7 +182,8 @@ class UiServer:
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll(), name="ui-live")
         try:
-            await socket.send_bytes(msgspec.json.encode({"version": await views.version(self.reader)}))
+            await socket.send_bytes(msgspec.json.encode({"version": await views.version(self.reader),
+                                                         "hands": self._hands_state()}))
             async for message in socket:  # the page only listens; this waits for it to go
                 if message.type == WSMsgType.ERROR:
                     break
@@ -190,8 +193,14 @@ class UiServer:
             self._sockets.discard(socket)
         return socket
 
+    def _hands_state(self) -> dict[str, Any] | None:
+        """What the page shows of hands on the wire everywhere: how many messages are held, and a version
+        that grows whenever breakpoints or held messages change."""
+        return None if self.hands is None else {"version": self.hands.version, "held": len(self.hands.held)}
+
     async def _poll(self) -> None:
         last: list[int] | None = None
+        last_hands = self._hands_state()
         while self._sockets:
             now: list[int] | None
             try:
@@ -199,9 +208,10 @@ class UiServer:
             except UserError as exc:  # a recorder that is stopping, say: ask again next time
                 log.debug("live poll: %s", exc)
                 now = last
-            if now != last and now is not None:
-                last = now
-                text = msgspec.json.encode({"version": now}).decode()
+            hands = self._hands_state()
+            if (now != last and now is not None) or hands != last_hands:
+                last, last_hands = now or last, hands
+                text = msgspec.json.encode({"version": last, "hands": hands}).decode()
                 for socket in list(self._sockets):
                     if not socket.closed:
                         await socket.send_str(text)

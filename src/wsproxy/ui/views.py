@@ -113,7 +113,7 @@ async def connection(reader: Reader, conn_id: int) -> dict[str, Any]:
             "request_headers": header_pairs(request_headers), "response_headers": header_pairs(response_headers),
             "subprotocol": subprotocol, "names": [row[0] for row in names.rows],
             "finding_codes": [row[0] for row in codes.rows],
-            "findings": [_finding(*row) for row in loose.rows]}
+            "findings": [finding_json(*row) for row in loose.rows]}
 
 
 async def timeline(reader: Reader, session: int, limit: int = 50) -> list[dict[str, Any]]:
@@ -199,14 +199,18 @@ async def annotate(reader: Reader, rows: list[dict[str, Any]]) -> list[dict[str,
     in_range = " OR ".join(ranges)
     findings = await reader.query(f"SELECT conn_id, seq, code, severity, message FROM violations WHERE {in_range} "
                                   "ORDER BY conn_id, seq, code", range_params)
-    injections = await reader.query(f"SELECT conn_id, seq, action, rule, detail FROM injections WHERE {in_range} "
-                                    "ORDER BY conn_id, seq", range_params)
+    # source, original and sent came with schema 7: read through to_json, older recordings answer NULL
+    injections = await reader.query("SELECT conn_id, seq, action, rule, detail, to_json(i)->>'source', "
+                                    "to_json(i)->>'original', to_json(i)->>'sent' FROM injections i "
+                                    f"WHERE {in_range} ORDER BY conn_id, seq", range_params)
     by_frame: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for conn, seq, *finding in findings.rows:
-        by_frame.setdefault((conn, seq), []).append(_finding(*finding))
+        by_frame.setdefault((conn, seq), []).append(finding_json(*finding))
     injected: dict[tuple[int, int], list[dict[str, Any]]] = {}
-    for conn, seq, action, rule, detail in injections.rows:
-        injected.setdefault((conn, seq), []).append({"action": action, "rule": rule, "detail": detail})
+    for conn, seq, action, rule, detail, source, original, sent in injections.rows:
+        injected.setdefault((conn, seq), []).append({"action": action, "rule": rule, "detail": detail,
+                                                     "source": source or "inject", "original": original,
+                                                     "sent": sent})
     for row in rows:
         key = (row["conn_id"], row["seq"])
         row["pair"] = pairs.get(key) if row["type"] in ("request", "response") else None
@@ -269,7 +273,7 @@ def rate_bucket_us(span_us: int) -> int:
     return -(-span_us // RATE_BUCKETS)
 
 
-def _finding(code: str, severity: str, message: str) -> dict[str, Any]:
+def finding_json(code: str, severity: str, message: str) -> dict[str, Any]:
     return {"code": code, "severity": severity, "message": message, "when": _when(code)}
 
 
