@@ -24,6 +24,16 @@ async function api(path, query) {
   return body;
 }
 
+// A change (hands on the wire): a JSON body, the token in a header.
+async function request(method, path, body) {
+  const response = await fetch(path + linkQuery(), {method, body: JSON.stringify(body || {}),
+    headers: {"X-Wsproxy-Token": TOKEN, "Content-Type": "application/json"}});
+  const answer = await response.json().catch(() => ({error: response.statusText}));
+  if (!response.ok) throw new Error(answer.error || response.statusText);
+  return answer;
+}
+function post(path, body) { return request("POST", path, body); }
+
 // h("td", {class: "x", title: t}, "text", node, ...): an element; strings become text nodes.
 function h(tag, attrs, ...children) {
   const node = tag.startsWith("svg:")
@@ -82,8 +92,9 @@ function idText(row) {
 function severityMark(severity) { return severity === "error" ? "⚠" : severity === "warning" ? "△" : "ℹ"; }
 
 // The live socket: calls onVersion(version) whenever the recording grows (and when it first
-// answers, unless that is ``known``, the version the page was drawn from); reconnects.
-function listen(onVersion, onState, known) {
+// answers, unless that is ``known``, the version the page was drawn from), and onHands(state) with
+// what it says of held messages (record --ui); reconnects.
+function listen(onVersion, onState, known, onHands) {
   let last = known ? JSON.stringify(known) : null;
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -91,7 +102,9 @@ function listen(onVersion, onState, known) {
     socket.onopen = () => onState && onState("live");
     socket.onmessage = async (event) => {
       const text = typeof event.data === "string" ? event.data : await event.data.text();
-      const version = JSON.parse(text).version;
+      const message = JSON.parse(text);
+      if (onHands && message.hands) onHands(message.hands);
+      const version = message.version;
       const key = JSON.stringify(version);
       if (key !== last) { last = key; onVersion(version); }
     };

@@ -97,7 +97,7 @@ function frameRow(row, index) {
     h("span", {class: "size"}, bytes(row.size)),
     h("span", {class: "pair"}, pairLink(row)),
     h("span", {class: "preview"},
-      row.injected.map((i) => h("span", {class: "inject-mark", title: `--inject ${i.rule}`}, `⚡ ${i.action} `)),
+      row.injected.map((i) => h("span", {class: "inject-mark", title: i.source === "inject" ? `--inject ${i.rule}` : `${i.rule} (${i.source})`}, `⚡ ${i.action} `)),
       row.findings.map((f) => h("span", {class: `finding sev-${f.severity}`, title: f.when || ""},
                                 `${severityMark(f.severity)} ${f.code}: ${f.message} `)),
       row.preview === null ? (row.kind === "binary" ? `binary ${bytes(row.size)}` : row.kind) : row.preview));
@@ -158,7 +158,10 @@ function showDetail(f) {
     h("h2", {}, `Frame #${f.seq}`),
     h("dl", {}, meta.map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])),
     f.pair ? h("p", {class: "pair-detail"}, pairLink(f), f.type === "request" ? " (the response)" : " (the request)") : null,
-    f.injected.map((i) => h("p", {class: "inject-mark"}, `⚡ --inject ${i.rule}: ${i.action}${i.detail ? " (" + i.detail + ")" : ""}`)),
+    f.injected.map((i) => h("div", {class: "inject-mark"},
+      `⚡ ${i.source === "inject" ? "--inject " + i.rule : i.rule + " (" + i.source + ")"}: ${i.action}${i.detail ? " (" + i.detail + ")" : ""}`,
+      i.original !== null ? h("details", {}, h("summary", {}, "as its sender sent it"), h("pre", {class: "payload"}, i.original)) : null)),
+    resendButton(f),
     f.findings.map((x) => h("div", {class: `finding-detail sev-${x.severity}`},
       h("strong", {}, `${severityMark(x.severity)} ${x.severity} ${x.code}`), h("p", {}, x.message),
       x.when ? h("p", {class: "when"}, `The rule: ${x.when}.`) : null)),
@@ -275,8 +278,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   for (const name of ["direction", "type", "name", "finding"]) form.elements[name].addEventListener("change", () => { readFilters(); reload(false); });
   document.getElementById("reset").addEventListener("click", () => { form.reset(); readFilters(); reload(false); });
   document.getElementById("toggle-diagram").addEventListener("click", toggleDiagram);
-  await Promise.all([header().catch((error) => showError(error.message)), loadPage(0)]);
+  await Promise.all([header().catch((error) => showError(error.message)), loadPage(0), handsInit(CONN)]);
   const wanted = Number(params.get("seq"));
   if (wanted) await jump(wanted);
-  listen(refreshShown, liveState);  // its first answer too: the recording may have grown since the load
+  listen(refreshShown, liveState, undefined, handsChanged);  // its first answer too: the recording may have grown since the load
 });

@@ -117,5 +117,8 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
   document.getElementById("draw").addEventListener("click", drawDiagram);
-  scheduleRefresh().then((version) => listen(scheduleRefresh, liveState, version));
+  scheduleRefresh().then(async (version) => {
+    await handsInit(null);
+    listen(scheduleRefresh, liveState, version, handsChanged);
+  });
 });
