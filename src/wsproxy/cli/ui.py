@@ -102,3 +102,37 @@ def ui(
         run_until_signal(go)
     finally:
         reader.close()
+
+
+@command(panel=PANEL)
+def mcp(
+    recording: LiveRecording,
+    sql_timeout: SqlTimeoutOption = 10.0,
+) -> None:
+    """Serve a recording to a coding agent over MCP (stdio): sessions, connections, frames,
+    findings, exchanges and read-only SQL.
+
+    The agent starts this command itself: add it to the agent's MCP configuration (docs/mcp.md).
+    Stdout carries the protocol; nothing else is printed there. It reads a recording that
+    `wsproxy record` is still writing, and changes nothing.
+
+    Examples:
+
+      wsproxy mcp today.duckdb
+
+      claude mcp add wsproxy -- wsproxy mcp /path/to/today.duckdb
+
+      wsproxy mcp captures/   (a folder of segments: --workers, --rotate)
+    """
+    import anyio
+
+    from wsproxy.ui.mcp import build_server
+    from wsproxy.ui.reader import FileReader
+
+    reader = FileReader(recording, positive("--sql-timeout", sql_timeout))  # a bad file: open_recording's error
+    try:
+        anyio.run(build_server(reader).run_stdio_async)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        reader.close()
