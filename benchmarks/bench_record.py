@@ -17,6 +17,11 @@ The paths compared:
            workers' together; on 2 cores the load generator competes with them: see docs/performance.md)
   inject   through `wsproxy record --inject RULE` with one rule that every message is matched against
            and none fires (`--skip inject` leaves it out; `--inject-rule` picks another)
+  intercept through `wsproxy record --ui 127.0.0.1:0 --intercept RULE` with one breakpoint that every
+           message is matched against and none holds (`--intercept-rule` picks another): the cost of
+           an idle breakpoint (hands on the wire, docs/ui.md)
+  baseline through `wsproxy record` of another source tree (`--baseline-src DIR`: e.g. a git worktree of
+           an older commit), to measure what a change costs the path that does not use it
   mitmproxy through `mitmdump --mode reverse:... -w FILE` (mitmproxy's recorder), where `--mitmdump`
            names it or `mitmdump` is on PATH (`pip install mitmproxy` into a venv of its own)
 
@@ -52,6 +57,8 @@ BARE_RELAY = Path(__file__).parent / "bare_relay.py"
 MITMDUMP = shutil.which("mitmdump") or ""
 CONNECTIONS = 10
 INJECT_RULE = "delay=1ms event type=typing"
+INTERCEPT_RULE = "to-server type=never-sent"
+BASELINE_SRC = ""
 ROTATE_SECONDS = 2  # the rotation scenario: `record --rotate 2s`
 DURING_ROTATION = 1.0  # seconds after a new segment appears that count as "during a rotation"
 # Issue 25's targets, per message size: (path, against, what, target); throughput at least the target
@@ -59,10 +66,14 @@ DURING_ROTATION = 1.0  # seconds after a new segment appears that count as "duri
 Target = tuple[str, str, str, float]
 TARGETS: dict[int, list[Target]] = {
     100: [("record", "bare", "throughput", 0.75), ("record", "bare", "CPU", 1.6), ("inject", "record", "throughput", 0),
+          ("intercept", "record", "throughput", 0), ("intercept", "record", "CPU", 0),
+          ("record", "baseline", "throughput", 0), ("record", "baseline", "CPU", 0),
           ("workers2", "record", "throughput", 0), ("workers2", "record", "CPU", 0)],
     4096: [("record", "bare", "throughput", 0), ("record", "bare", "CPU", 0)],
     65536: [("record", "bare", "throughput", 0.50), ("record", "bare", "CPU", 2.5), ("record", "bare", "p99", 2.0),
             ("record", "mitmproxy", "throughput", 5.0), ("workers2", "record", "throughput", 0),
+            ("intercept", "record", "throughput", 0), ("intercept", "record", "CPU", 0),
+            ("record", "baseline", "throughput", 0), ("record", "baseline", "CPU", 0),
             ("workers2", "record", "CPU", 0)],
 }
 WINDOW = 32  # requests in flight per connection
@@ -169,15 +180,17 @@ class Rig:
         else:
             self.runs += 1
             extra = {"record": [], "uvloop": ["--event-loop", "uvloop"], "nocheck": ["--no-check"],
-                     "inject": ["--inject", INJECT_RULE], "workers2": ["--workers", "2"],
+                     "inject": ["--inject", INJECT_RULE], "workers2": ["--workers", "2"], "baseline": [],
+                     "intercept": ["--ui", "127.0.0.1:0", "--intercept", INTERCEPT_RULE],
                      "rotate": ["--rotate", f"{ROTATE_SECONDS}s"]}[path]
             self.db = self.tmp / (f"run{self.runs}" if path in ("workers2", "rotate") else f"run{self.runs}.duckdb")
             db = self.db
             command = [sys.executable, "-m", "wsproxy", "record", "--listen", f"127.0.0.1:{port}", "--upstream",
                        upstream, "--db", str(db), "--log-format", "json",
                        "--max-message-size", str(1 << 20), *extra]
+        env = {**os.environ, "PYTHONPATH": BASELINE_SRC} if path == "baseline" else None
         self.proxy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                      preexec_fn=more_files)
+                                      preexec_fn=more_files, env=env)
         wait_listening(port, self.proxy, path)
         return f"ws://127.0.0.1:{port}"
 
@@ -406,9 +419,15 @@ def main() -> None:
     parser.add_argument("--mitmdump", default=shutil.which("mitmdump") or "", help="mitmproxy's mitmdump, for the mitmproxy path")
     parser.add_argument("--inject-rule", default="delay=1ms event type=typing",
                         help="the rule of the inject path (the load sends no typing: it is checked, never fires)")
+    parser.add_argument("--intercept-rule", default=INTERCEPT_RULE,
+                        help="the breakpoint of the intercept path (the load sends no such message: it never holds)")
+    parser.add_argument("--baseline-src", default="", help="the src/ folder of another wsproxy, for the baseline path")
     args = parser.parse_args()
-    global INJECT_RULE, MITMDUMP
-    INJECT_RULE, MITMDUMP = args.inject_rule, args.mitmdump
+    global INJECT_RULE, MITMDUMP, INTERCEPT_RULE, BASELINE_SRC
+    INJECT_RULE, MITMDUMP, INTERCEPT_RULE = args.inject_rule, args.mitmdump, args.intercept_rule
+    BASELINE_SRC = str(Path(args.baseline_src).resolve()) if args.baseline_src else ""
+    if "baseline" in args.paths.split(",") and not BASELINE_SRC:
+        parser.error("the baseline path needs --baseline-src DIR (the src/ folder of the wsproxy to compare with)")
     more_files()
     skip = set(filter(None, args.skip.split(",")))
     try:
