@@ -419,7 +419,7 @@ def main() -> None:
     parser.add_argument("--mitmdump", default=shutil.which("mitmdump") or "", help="mitmproxy's mitmdump, for the mitmproxy path")
     parser.add_argument("--inject-rule", default="delay=1ms event type=typing",
                         help="the rule of the inject path (the load sends no typing: it is checked, never fires)")
-    parser.add_argument("--intercept-rule", default=INTERCEPT_RULE,
+    parser.add_argument("--intercept-rule", default="to-server type=never-sent",
                         help="the breakpoint of the intercept path (the load sends no such message: it never holds)")
     parser.add_argument("--baseline-src", default="", help="the src/ folder of another wsproxy, for the baseline path")
     args = parser.parse_args()
