@@ -149,6 +149,8 @@ def record(
                       highlight=False)
         if rules:  # loud, even with --quiet: nobody should forget it is on
             announce_injection(rules, seed, log_format)
+        if breakpoints:
+            announce_breakpoints(breakpoints, hold_timeout, log_format)
         if not quiet:
             show_findings(session, err, log_format)
         live = web_view = None
@@ -302,6 +304,15 @@ def announce_injection(rules: list, seed: int, log_format: str) -> None:
         return
     err.print(f"[bold magenta]INJECTING FAULTS[/] ({len(rules)} rule(s), seed {seed}): "
               + "; ".join(shown(rule.text) for rule in rules), highlight=False)
+
+
+def announce_breakpoints(rules: list, hold_timeout: float, log_format: str) -> None:
+    if log_format == "json":
+        from wsproxy.cli.status import log_json
+        log_json("intercepting", rules=[rule.text for rule in rules], hold_timeout=hold_timeout)
+        return
+    err.print(f"[bold yellow]HOLDING[/] what {len(rules)} breakpoint(s) select until you decide in the web view "
+              f"(or {hold_timeout:g} s pass): " + "; ".join(shown(rule.text) for rule in rules), highlight=False)
 
 
 def allow_many_connections() -> None:

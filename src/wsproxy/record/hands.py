@@ -91,7 +91,8 @@ class Hands:
         self.breakpoints: list[Breakpoint] = []
         self.held: dict[int, Held] = {}
         self.version = 0  # grows whenever breakpoints or held messages change (the page's live socket)
-        self.armed = False  # a breakpoint is on: the pumps ask ``relay`` about every data frame
+        self.armed = False  # a breakpoint is on: the pumps ask ``relay_frame`` about every data frame
+        self._enabled: set[int] = set()  # id() of the rules of the breakpoints that are on
         self._matcher = Injector([])
         self.numbers = itertools.count(1)
         self.live: dict[int, _Live] = {}
@@ -133,7 +134,8 @@ class Hands:
 
     def _changed(self) -> None:
         self.version += 1
-        self.armed = any(point.enabled for point in self.breakpoints)
+        self._enabled = {id(point.rule) for point in self.breakpoints if point.enabled}
+        self.armed = bool(self._enabled)
 
     def state(self) -> dict[str, Any]:
         return {"breakpoints": [p.as_json() for p in self.breakpoints], "held": len(self.held),
@@ -168,8 +170,7 @@ class Hands:
         parsed = relay.decoder.decode(kind, data, sender)
         fired = self._matcher.fire(Seen(conn.conn_id, sender, parsed.msg_type,
                                         parsed.payload_type or parsed.event_type, parsed.msg_id))
-        enabled = {id(p.rule) for p in self.breakpoints if p.enabled}
-        rule = next((r for r in fired if id(r) in enabled), None)
+        rule = next((r for r in fired if id(r) in self._enabled), None) if fired else None
         if rule is None:
             if relay.injector is not None:
                 return bool(await relay_injected(relay, legs, conn, sender, is_text, data))
