@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from typing import Any
 
 import aiohttp
@@ -136,6 +138,9 @@ async def test_hold_edit_forward_reaches_the_server_edited_and_is_recorded(rig) 
     assert (message, delivered, action, source) == ("edited by hand", 1, "edit", "api")
     assert text == sent == edited and original == new("r1", "hello <b>bold</b>")
     assert rule == "intercept to-server type=new" and seq == held["seq"]
+    shown = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "wsproxy", "show", str(r.session.options.db)],
+                                    capture_output=True, text=True, timeout=60)
+    assert "⚡ injected edit" in shown.stdout and "intercept to-server type=new, over the API" in shown.stdout
 
 
 async def test_drop_never_reaches_the_server(rig) -> None:

@@ -40,7 +40,10 @@ SELECT f.conn_id, f.seq, f.ts, f.sender, f.kind, f.msg_type, f.msg_id,
        (SELECT e.latency_ms FROM exchanges e WHERE e.conn_id = f.conn_id AND e.response_seq = f.seq) AS latency_ms,
        (SELECT string_agg(v.severity || ' ' || v.code || ': ' || v.message, '\n' ORDER BY v.code)
         FROM violations v WHERE v.conn_id = f.conn_id AND v.seq = f.seq) AS findings,
-       (SELECT string_agg(i.action || coalesce(': ' || i.detail, '') || '  (--inject ' || i.rule || ')', '\n')
+       (SELECT string_agg(i.action || coalesce(': ' || i.detail, '') || '  (' ||
+                          CASE coalesce(to_json(i)->>'source', 'inject')  -- source: schema 7
+                               WHEN 'inject' THEN '--inject ' || i.rule WHEN 'ui' THEN i.rule || ', in the web view'
+                               WHEN 'api' THEN i.rule || ', over the API' ELSE i.rule || ', by wsproxy' END || ')', '\n')
         FROM injections i WHERE i.conn_id = f.conn_id AND i.seq = f.seq) AS injected
 FROM frames f JOIN connections c USING (conn_id)
 WHERE c.session_id = $session AND ($conn IS NULL OR f.conn_id = $conn)
