@@ -315,6 +315,21 @@ async def test_the_api_refuses_what_it_must(rig, tmp_path) -> None:
         async with r.http.get(server.url.split("/?")[0] + "/api/held",
                               headers={"X-Wsproxy-Token": server.token}) as response:
             assert response.status == 404 and "wsproxy record --ui" in (await response.json())["error"]
+        async with r.http.get(server.url.split("/?")[0] + "/api/hands",
+                              headers={"X-Wsproxy-Token": server.token}) as response:
+            assert response.status == 200 and (await response.json())["available"] is False
     finally:
         await server.stop()
         reader.close()
+
+
+async def test_stopping_the_proxy_with_a_message_held_records_it(rig) -> None:
+    r = await rig(intercept=("to-server type=new",))
+    async with r.client("User1") as one:
+        await one.ws.send_str(new("r1", "held at the stop"))
+        await r.held()
+        await asyncio.wait_for(r.session.stop(), 20)  # Ctrl-C: nothing waits for a person
+    with duckdb.connect(str(r.session.options.db), read_only=True) as con:
+        rows = con.execute("SELECT f.payload->>'message', f.delivered, i.action, i.source FROM frames f "
+                           "JOIN injections i USING (conn_id, seq)").fetchall()
+    assert rows == [("held at the stop", 0, "drop", "proxy")]

@@ -47,7 +47,7 @@ class Body(msgspec.Struct, forbid_unknown_fields=True):
 
 def add_routes(app: web.Application, hands: Any, reader: Reader, session: Callable[[], Awaitable[int]]) -> None:
     api = HandsApi(hands, reader, session)
-    app.router.add_get("/api/hands", api.wrap(api.state))
+    app.router.add_get("/api/hands", api.state)
     app.router.add_get("/api/held", api.wrap(api.held))
     app.router.add_post("/api/held/{id:\\d+}", api.wrap(api.decide))
     app.router.add_post("/api/breakpoints", api.wrap(api.add_breakpoint))
@@ -90,8 +90,12 @@ class HandsApi:
 
     # --- breakpoints and held messages ---
 
-    async def state(self, request: web.Request, body: Body) -> Any:
-        return self.hands.state()
+    async def state(self, request: web.Request) -> web.Response:
+        """What the page shows of hands on the wire; ``available: false`` (and why) when there is no relay,
+        so that every page of `wsproxy ui` can ask without an error in the browser's console."""
+        state = {"available": False, "why": NOT_LIVE} if self.hands is None else {"available": True,
+                                                                                   **self.hands.state()}
+        return web.Response(body=msgspec.json.encode(state), content_type="application/json")
 
     async def held(self, request: web.Request, body: Body) -> Any:
         conn = request.query.get("conn", "")

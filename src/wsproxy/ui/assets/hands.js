@@ -10,8 +10,10 @@ async function handsInit(conn) {
   try {
     hands.state = await api("/api/hands");
   } catch (error) {
-    return;  // `wsproxy ui` of a file: nothing to act on (the API says why; the page just leaves it out)
+    showError(error.message);
+    return;
   }
+  if (!hands.state.available) return;  // `wsproxy ui` of a file: nothing to act on, the page leaves it out
   hands.available = true;
   for (const node of document.querySelectorAll(".hands-only")) node.hidden = false;
   const add = document.getElementById("breakpoint-form");
