@@ -142,3 +142,23 @@ async def test_compose_to_the_client_and_resend_from_the_page(held, page) -> Non
     await until_recorded(held, "SELECT 1 FROM injections WHERE action = 'resend'")
     actions = recorded_live(held, "SELECT action, source, sender FROM injections ORDER BY ts")  # type: ignore[arg-type]
     assert actions == [("compose", "ui", "server"), ("resend", "ui", "client")]
+
+
+async def test_a_message_from_another_recording_is_pasted_and_sent_as_a_resend(held, page) -> None:  # noqa: F811
+    held.session.hands.set_breakpoint(held.session.hands.breakpoints[0].id, enabled=False)
+    first = await held.alice.request("new", {"chatId": "bob", "message": "mine"})
+    assert "messageId" in first
+    conn = held.conn("alice")
+    used = (await until_recorded(held, f"SELECT msg_id FROM frames WHERE conn_id = {conn} AND payload_type = 'new'"))[0][0]
+    elsewhere = json.dumps({"type": "request", "timestamp": 1600000000, "id": used, "payloadType": "new",
+                            "payload": {"chatId": "bob", "message": "from another recording"}})
+    await page.goto(held.page(f"/connections/{conn}"))
+    await page.get_by_role("button", name="Send a message…").click()
+    await page.locator("#detail textarea.editor").fill(elsewhere)
+    await page.locator("#detail input[name=resend]").check()
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await page.locator("#detail", has_text="renamed to wsproxy-").wait_for()
+    assert await held.bob.wait_event("new", message="from another recording") is not None
+    rows = await until_recorded(held, "SELECT i.action, i.source, f.msg_id FROM injections i JOIN frames f "
+                                      "USING (conn_id, seq)")
+    assert rows == [("resend", "ui", "wsproxy-1")]

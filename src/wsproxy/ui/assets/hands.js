@@ -138,11 +138,18 @@ async function openCompose(text, to) {
   catch (error) { showError(error.message); }
   const side = h("select", {name: "to"}, h("option", {value: "server"}, "to the server →"), h("option", {value: "client"}, "← to the client"));
   side.value = to || "server";
+  // a message pasted from another recording: sent as a resend (a used request id renamed, stamped now)
+  const asResend = h("input", {type: "checkbox", name: "resend"});
+  const resendLabel = h("label", {title: "as `Resend` does: a request id this connection used already is renamed, the timestamp becomes now"},
+                        asResend, " as a resend (from another recording)");
   const pane = editorPane(`Send on connection #${hands.conn}`, text || "", () => side.value, (area) => [
     h("button", {type: "button", class: "primary", onclick: async () => {
       try {
-        const sent = await post(`/api/connections/${hands.conn}/send`, {to: side.value, text: area.value, source: "ui"});
-        clear(document.getElementById("detail"), h("p", {class: "clean"}, `Sent as #${sent.seq}.`));
+        const sent = asResend.checked && side.value === "server"
+          ? await post(`/api/connections/${hands.conn}/resend`, {text: area.value, source: "ui"})
+          : await post(`/api/connections/${hands.conn}/send`, {to: side.value, text: area.value, source: "ui"});
+        clear(document.getElementById("detail"), h("p", {class: "clean"}, `Sent as #${sent.seq}` +
+              (sent.renamed ? ` (request id renamed to ${sent.renamed})` : "") + "."));
         showError(null);
       } catch (error) { showError(error.message); }
     }}, "Send"),
@@ -154,8 +161,11 @@ async function openCompose(text, to) {
     side.value = chosen.to;
     pane.check();
   }}, h("option", {value: ""}, "start from a template…"), templates.map((t, i) => h("option", {value: i}, `${t.to === "server" ? "→" : "←"} ${t.label}`)));
-  side.addEventListener("change", pane.check);
-  clear(document.getElementById("detail"), pane.node[0], h("div", {class: "compose-head"}, side, chooser), pane.node.slice(1));
+  const showResend = () => { resendLabel.hidden = side.value !== "server"; };
+  side.addEventListener("change", () => { showResend(); pane.check(); });
+  showResend();
+  clear(document.getElementById("detail"), pane.node[0], h("div", {class: "compose-head"}, side, chooser, resendLabel),
+        pane.node.slice(1));
   pane.area.focus();
 }
 
