@@ -136,6 +136,9 @@ async def test_compose_to_the_client_and_resend_from_the_page(held, page) -> Non
     # resend alice's request: its id was used, so it goes with a new one
     seq = (await until_recorded(held, f"SELECT seq FROM frames WHERE conn_id = {conn} AND payload_type = 'new'"))[0][0]
     await page.goto(held.page(f"/connections/{conn}") + f"&seq={seq}")
+    await page.get_by_role("button", name="Compose from this…").click()  # any recorded message as a start
+    assert json.loads(await page.locator("#detail textarea.editor").input_value())["payload"]["message"] == "first"
+    await page.goto(held.page(f"/connections/{conn}") + f"&seq={seq}")
     await page.get_by_role("button", name="Resend").click()
     await page.locator("#resend-result", has_text="renamed to wsproxy-").wait_for()
     await shot(page, "ui-resend")

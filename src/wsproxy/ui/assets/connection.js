@@ -161,7 +161,7 @@ function showDetail(f) {
     f.injected.map((i) => h("div", {class: "inject-mark"},
       `⚡ ${i.source === "inject" ? "--inject " + i.rule : i.rule + " (" + i.source + ")"}: ${i.action}${i.detail ? " (" + i.detail + ")" : ""}`,
       i.original !== null ? h("details", {}, h("summary", {}, "as its sender sent it"), h("pre", {class: "payload"}, i.original)) : null)),
-    resendButton(f),
+    h("div", {class: "frame-actions"}, resendButton(f), composeFromButton(f)),
     f.findings.map((x) => h("div", {class: `finding-detail sev-${x.severity}`},
       h("strong", {}, `${severityMark(x.severity)} ${x.severity} ${x.code}`), h("p", {}, x.message),
       x.when ? h("p", {class: "when"}, `The rule: ${x.when}.`) : null)),

@@ -169,6 +169,14 @@ async function openCompose(text, to) {
   pane.area.focus();
 }
 
+// Any recorded text message as the start of a new one, to the side it went to, on this (open) connection.
+function composeFromButton(frame) {
+  if (!hands.available || frame.kind !== "text" || !hands.state.live.includes(hands.conn)) return null;
+  return h("button", {type: "button", title: "open it in the compose box, to the side it went to",
+                      onclick: () => openCompose(frame.text, frame.sender === "client" ? "server" : "client")},
+           "Compose from this…");
+}
+
 // A recorded client message: resend it on a live connection (a used request id is renamed) or a new one.
 function resendButton(frame) {
   if (!hands.available || frame.sender !== "client" || frame.kind !== "text") return null;
