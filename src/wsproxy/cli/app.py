@@ -55,9 +55,20 @@ def command(name: str | None = None, *, panel: str) -> Callable[[Callable[..., A
                 err.print("[dim]interrupted[/]")
                 raise typer.Exit(EXIT_INTERRUPTED) from None
         # cleandoc first: the exit codes' line has no indentation, and would keep the docstring's in the help
-        guarded.__doc__ = inspect.cleandoc(function.__doc__ or "") + "\n\n" + EXIT_CODES_HELP
+        guarded.__doc__ = reflowed(inspect.cleandoc(function.__doc__ or "")) + "\n\n" + EXIT_CODES_HELP
         return app.command(name, rich_help_panel=panel)(guarded)
     return register
+
+
+def reflowed(doc: str) -> str:
+    """A docstring's prose paragraphs as one line each, for rich to wrap at the terminal's width (it keeps
+    every newline, so the docstring's own breaks came out as ragged half-lines); indented lines (the
+    examples) and lists keep theirs."""
+    paragraphs = doc.split("\n\n")
+    return "\n\n".join(
+        paragraph if any(line.startswith((" ", "-", "*")) for line in paragraph.splitlines())
+        else " ".join(line.strip() for line in paragraph.splitlines())
+        for paragraph in paragraphs)
 
 
 def _unreadable(exc: BaseException) -> bool:
