@@ -333,3 +333,18 @@ async def test_stopping_the_proxy_with_a_message_held_records_it(rig) -> None:
         rows = con.execute("SELECT f.payload->>'message', f.delivered, i.action, i.source FROM frames f "
                            "JOIN injections i USING (conn_id, seq)").fetchall()
     assert rows == [("held at the stop", 0, "drop", "proxy")]
+
+
+async def test_a_ping_behind_a_held_message_waits_its_turn_and_drops_nothing(rig) -> None:
+    r = await rig(intercept=("to-server type=new",))
+    async with r.client("User1") as one:
+        await one.ws.send_str(new("r1", "held"))
+        [held] = await r.held()
+        await one.ws.ping(b"are you there")  # read on behind the held message: not a close
+        await asyncio.sleep(0.3)
+        assert (await r.call("GET", "/api/held"))["held"] == [held]
+        await r.call("POST", f"/api/held/{held['id']}", {"action": "forward"})
+        assert (await one.next("response"))["id"] == "r1"
+    rows = await r.recorded("SELECT kind, coalesce(delivered, 1) FROM frames WHERE sender = 'client' AND "
+                            "kind IN ('ping', 'text') AND seq > 2 ORDER BY seq")
+    assert rows == [("text", 1), ("ping", 1)]

@@ -31,7 +31,8 @@ from wsproxy.record.sending import HandsError, Sending
 
 HOLD_TIMEOUT = 60.0  # seconds a held message waits for a person before it goes out as it came (--hold-timeout)
 MAX_AHEAD = 1024  # messages read on behind a held one (to see a close); then the sender is made to wait
-DETAIL_CHARS = 200
+# what the sender's socket says when the connection is ending (its pump carries it out after the decision)
+_ENDINGS = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR})
 
 
 @dataclass
@@ -196,7 +197,7 @@ class Hands:
         reading: asyncio.Task | None = None
         try:
             while not held.decided.done():
-                if any(m.type not in (WSMsgType.TEXT, WSMsgType.BINARY) for m in ahead):
+                if any(m.type in _ENDINGS for m in ahead):  # pings and pongs wait their turn
                     return Decision("drop", "proxy", why="the connection closed while it was held")
                 if reading is None and len(ahead) < MAX_AHEAD:
                     reading = asyncio.ensure_future(source.receive())
