@@ -34,9 +34,9 @@ class Ids(msgspec.Struct, frozen=True):
     last_event_id: int | None = None  # the last stateful event id the client received
 
 
-def fresh_request_id(used: Collection[str], start: int = 1) -> str:
+def fresh_request_id(used: Collection[str]) -> str:
     """A request id not used on the connection: ``wsproxy-1``, ``wsproxy-2``, …"""
-    number = start
+    number = 1
     while f"wsproxy-{number}" in used:
         number += 1
     return f"wsproxy-{number}"

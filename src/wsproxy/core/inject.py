@@ -292,6 +292,10 @@ class Injector:
         """A connection opened; ``values`` are its query parameters and headers (names lower-cased)."""
         self._values[conn_id] = {k.lower(): v for k, v in values.items()}
 
+    def value(self, conn_id: int, name: str) -> str | None:
+        """A query or header value of the connection (names are case-insensitive)."""
+        return self._values.get(conn_id, {}).get(name.lower())
+
     def closed(self, conn_id: int) -> None:
         self._values.pop(conn_id, None)
         self._asked.pop(conn_id, None)

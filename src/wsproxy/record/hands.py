@@ -66,6 +66,11 @@ class Held:
     decided: asyncio.Future[Decision] = field(repr=False)
     since: float = field(default_factory=time.monotonic)
 
+    @property
+    def original(self) -> str | None:
+        """The message as its sender sent it, when it is text (what ``injections.original`` keeps)."""
+        return self.data if isinstance(self.data, str) else None
+
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "conn_id": self.conn_id, "seq": self.seq, "sender": self.sender,
                 "direction": "client → server" if self.sender == "client" else "server → client",
@@ -148,7 +153,7 @@ class Hands:
     def opened(self, conn: Conn, legs: dict[str, Any], path_qs: str, values: dict[str, str]) -> None:
         self.live[conn.conn_id] = _Live(conn, legs, path_qs)
         self._matcher.opened(conn.conn_id, values)
-        waiter = self.opening.pop(values.get("x-wsproxy-opened-by", ""), None)
+        waiter = self.opening.pop(self._matcher.value(conn.conn_id, "X-Wsproxy-Opened-By") or "", None)
         if waiter is not None and not waiter.done():
             waiter.set_result(conn.conn_id)
         self._changed()
@@ -236,7 +241,7 @@ class Hands:
     async def _carry_out(self, held: Held, decision: Decision, dest: Any, conn: Conn) -> None:
         waited = f"held {time.monotonic() - held.since:.1f} s"
         detail = f"{waited}; {decision.why}" if decision.why else waited
-        original = held.data if isinstance(held.data, str) else None
+        original = held.original
         if decision.action == "drop":
             self.mark(conn.conn_id)
             self.record_frame(conn, held.seq, held.ts, held.sender, held.is_text, held.data, held.parsed, delivered=0)
@@ -260,18 +265,17 @@ class Hands:
         self.held.pop(held.id, None)
         self._changed()
         if action is None:  # the pump was cancelled: recorded as not delivered
-            self.record_frame(Conn(held.conn_id), held.seq, held.ts, held.sender, held.is_text, held.data, held.parsed,
-                         delivered=0)
-            action, detail = "drop", decision.why
+            self.record_frame(Conn(held.conn_id), held.seq, held.ts, held.sender, held.is_text, held.data,
+                              held.parsed, delivered=0)
+            action, detail, original = "drop", decision.why, held.original
             self.mark(held.conn_id)
-            original = held.data if isinstance(held.data, str) else None
         self.inject_row(held.conn_id, held.seq, held.sender, action, f"intercept {held.rule}", decision.source,
-                         detail, original, sent)
+                        detail, original, sent)
 
     # --- recording ---
 
     def record_frame(self, conn: Conn, seq: int, ts: int, sender: Sender, is_text: bool, data: Any,
-                parsed: ParsedMessage | None, delivered: int | None = None) -> None:
+                     parsed: ParsedMessage | None, delivered: int | None = None) -> None:
         """A frame row for what went out (told to the checker) or did not (``delivered=0``: not told)."""
         relay = self.relay
         row = frame_row(conn.conn_id, seq, ts, sender, "text" if is_text else "binary", data, parsed)
@@ -284,7 +288,7 @@ class Hands:
             conn.observer(conn.conn_id, seq, now_us(), sender, parsed)
 
     def inject_row(self, conn_id: int, seq: int, sender: Sender, action: InjectAction, rule: str,
-                    source: InjectionSource, detail: str | None, original: str | None, sent: str | None) -> None:
+                   source: InjectionSource, detail: str | None, original: str | None, sent: str | None) -> None:
         relay = self.relay
         relay.recorder.add_injection(InjectionRow(
             session_id=relay.recorder.session_id, conn_id=conn_id, seq=seq, ts=now_us(), sender=sender,

@@ -224,13 +224,14 @@ class Relay:
         self._sockets.add(client)
         self.counters.open += 1
         conn = Conn(conn_id, observer=observer.frame_relayed if observer is not None else None)
-        if self.injector is not None:
-            self.injector.opened(conn_id, {**dict(request.query), **dict(request.headers)})
         closing = conn.closing
         legs = {"client": client, "server": upstream}
-        if self.hands is not None:
-            self.hands.opened(conn, legs, str(request.rel_url),
-                              {**dict(request.query), **{k.lower(): v for k, v in request.headers.items()}})
+        if self.injector is not None or self.hands is not None:  # what conn=KEY:VALUE selectors read
+            values = {**dict(request.query), **dict(request.headers)}
+            if self.injector is not None:
+                self.injector.opened(conn_id, values)
+            if self.hands is not None:
+                self.hands.opened(conn, legs, str(request.rel_url), values)
         pumps = {asyncio.create_task(self._pump(legs, conn, "client"), name=f"pump-{conn_id}-up"),
                  asyncio.create_task(self._pump(legs, conn, "server"), name=f"pump-{conn_id}-down")}
         try:
@@ -285,13 +286,13 @@ class Relay:
             kind = msg.type
             if recorder.error is not None:
                 return  # stop_relaying closes both sides
-            if (kind is WSMsgType.TEXT or kind is WSMsgType.BINARY) and hands is not None and hands.armed:
-                if await hands.relay_frame(legs, conn, sender, kind is WSMsgType.TEXT, msg.data, ahead):
-                    return  # an --inject rule closed the connection
-                if recorder.holding:
-                    await recorder.wait_for_capacity()
-            elif (kind is WSMsgType.TEXT or kind is WSMsgType.BINARY) and self.injector is not None:
-                if await relay_injected(self, legs, conn, sender, kind is WSMsgType.TEXT, msg.data):
+            if (kind is WSMsgType.TEXT or kind is WSMsgType.BINARY) and (
+                    self.injector is not None or (hands is not None and hands.armed)):
+                is_text = kind is WSMsgType.TEXT
+                # a breakpoint first (what it does not hold goes on to the --inject rules, if any)
+                if await (hands.relay_frame(legs, conn, sender, is_text, msg.data, ahead)
+                          if hands is not None and hands.armed else
+                          relay_injected(self, legs, conn, sender, is_text, msg.data)):
                     return  # a rule closed the connection
                 if recorder.holding:
                     await recorder.wait_for_capacity()

@@ -31,9 +31,13 @@ class Sending:
         self.hands = hands
         self._own: dict[int, Any] = {}  # connections opened for a resend: conn id -> (client socket, reader task)
 
+    @property
+    def _checker(self) -> Any:
+        """The live checker (None with --no-check): what a connection has used, what a message would cause."""
+        return getattr(self.hands.relay.observer, "checker", None)
 
     def ids(self, conn_id: int) -> Ids:
-        checker = getattr(self.hands.relay.observer, "checker", None)
+        checker = self._checker
         if checker is None:
             return Ids()
         return Ids(frozenset(checker.request_ids(conn_id)), tuple(checker.pending_requests(conn_id)),
@@ -47,7 +51,7 @@ class Sending:
         """The findings ``text`` would cause sent to ``to`` on the connection now (before it is sent)."""
         sender = _sender(to)
         parsed = self.hands.relay.decoder.decode("text", text, sender)
-        checker = getattr(self.hands.relay.observer, "checker", None)
+        checker = self._checker
         if checker is None:
             return list(parsed.findings)
         seq = self.hands.held[held_id].seq if held_id in self.hands.held else 0

@@ -52,9 +52,6 @@ def build_server(reader: Reader) -> MCPServer:
     """The MCP server and its tools over ``reader``."""
     server = MCPServer("wsproxy", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
 
-    async def newest_or(session: int | None) -> int:
-        return await views.session_id(reader, session)
-
     @server.tool()
     @_said
     async def sessions() -> dict[str, Any]:
@@ -77,7 +74,7 @@ def build_server(reader: Reader) -> MCPServer:
         (the ?user= query parameter), path, HTTP status of the handshake, open/close times and close
         code, who closed, messages sent and received, and findings by severity. Use a conn_id in
         `frames`, `findings` or `exchanges`."""
-        session = await newest_or(session_id)
+        session = await views.session_id(reader, session_id)
         return {"session_id": session, "connections": await views.connections(reader, session)}
 
     @server.tool()
@@ -116,7 +113,7 @@ def build_server(reader: Reader) -> MCPServer:
         in time order: conn_id, seq of the frame concerned (null: about the connection as a whole),
         time, rule code, severity, message, request or event id, and whether a deliberate injection
         (--inject or a person's edit) caused it. Also `by_code`: how many of each rule."""
-        session = await newest_or(session_id)
+        session = await views.session_id(reader, session_id)
         where = "session_id = ? AND (? IS NULL OR conn_id = ?) AND (? IS NULL OR code = ?) AND (? IS NULL OR severity = ?)"
         params = [session, conn_id, conn_id, code, code, severity, severity]
         rows = await reader.query(f"SELECT conn_id, seq, ts, code, severity, message, request_id, event_id, "
@@ -137,7 +134,7 @@ def build_server(reader: Reader) -> MCPServer:
         the error code of an error response. unanswered_only=true lists requests that never got a
         response; slowest_first=true orders by latency. Also per payloadType: count, answered, p50 and
         p95 latency."""
-        session = await newest_or(session_id)
+        session = await views.session_id(reader, session_id)
         where = ("session_id = ? AND (? IS NULL OR conn_id = ?) AND (? IS NULL OR payload_type = ?) "
                  "AND (NOT ? OR response_seq IS NULL)")
         params = [session, conn_id, conn_id, payload_type, payload_type, unanswered_only]
