@@ -8,7 +8,7 @@
 # .venv installs exactly the versions in constraints.txt, the ones the suite passed with, so that a
 # new release of a dependency cannot break a fresh clone. The browser tests need Chromium and the Spark
 # test Java: as root (CI) they are installed with apt-get when missing; elsewhere those tests are
-# skipped unless CI is set.
+# skipped unless CI is set. The AsyncAPI tests need Node.js (npm installs the official parser).
 set -eu
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -63,10 +63,26 @@ ensure_java() {
     fi
 }
 
+# the official AsyncAPI parser (npm) that tests/test_spec.py runs over the documents wsproxy writes,
+# at the versions of tests/asyncapi/package-lock.json
+ensure_asyncapi_parser() {
+    lock=tests/asyncapi/node_modules/.installed-$(cksum < tests/asyncapi/package-lock.json | cut -d' ' -f1)
+    if [ -f "$lock" ]; then
+        return
+    fi
+    if command -v npm >/dev/null 2>&1; then
+        echo "dev.sh: installing @asyncapi/parser for the AsyncAPI tests (npm ci in tests/asyncapi)" >&2
+        (cd tests/asyncapi && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        touch "$lock"
+    else
+        echo "dev.sh: no npm found: the AsyncAPI parser tests will be skipped (install Node.js)" >&2
+    fi
+}
+
 case "${1:-}" in
     demo) shift; ensure_venv; exec .venv/bin/wsproxy demo "$@" ;;
     test)
-        shift; ensure_venv; ensure_chromium; ensure_java
+        shift; ensure_venv; ensure_chromium; ensure_java; ensure_asyncapi_parser
         # lint and types first (pyproject.toml [tool.ruff], [tool.mypy]): seconds, and CI runs them too
         .venv/bin/ruff check --quiet src tests
         .venv/bin/mypy
@@ -75,7 +91,7 @@ case "${1:-}" in
         shift
         rm -rf .venv-latest
         install .venv-latest
-        ensure_chromium; ensure_java
+        ensure_chromium; ensure_java; ensure_asyncapi_parser
         .venv-latest/bin/python -m pytest "$@"
         {
             echo "# The exact versions the whole suite passed with (./dev.sh upgrade, $(date -u +%Y-%m-%d), $(.venv-latest/bin/python -V))."

@@ -87,11 +87,18 @@ def test_every_module_is_short_enough_to_read(name: str) -> None:
 
 
 def emitted_codes() -> set[str]:
-    """Every finding code the decoder and the checker can emit: the string given to their finding
-    builders (``_add(findings, CODE, ...)``, ``_finding(CODE, ...)``, ``finding(CODE, ...)``)."""
+    """Every finding code the decoder, the checker and the --spec contract can emit: the string given
+    to their finding builders (``_add(findings, CODE, ...)``, ``_finding(CODE, ...)``, ``finding(CODE,
+    ...)``), and the values of a module's ``*_CODES`` tables of literals."""
     codes: set[str] = set()
-    for module in ("protocol", "checker"):
+    for module in ("protocol", "checker", "spec_contract"):
         tree = ast.parse((PACKAGE / "core" / f"{module}.py").read_text())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                    and node.targets[0].id.endswith("_CODES") and isinstance(node.value, ast.Dict)):
+                for value in node.value.values:
+                    assert isinstance(value, ast.Constant) and isinstance(value.value, str)
+                    codes.add(value.value)
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue

@@ -13,7 +13,7 @@ import typer
 from wsproxy import __version__
 
 # imported in the order --help lists them
-from wsproxy.cli import chat, files, inspect, record, replay, rerun, ui  # noqa: F401 - registers the commands
+from wsproxy.cli import chat, files, inspect, record, replay, rerun, spec, ui  # noqa: F401 - registers the commands
 from wsproxy.cli.app import app, out
 
 __all__ = ["app", "entry"]

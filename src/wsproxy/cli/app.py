@@ -34,9 +34,10 @@ err = Console(stderr=True)
 out = Console()
 
 
-def command(name: str | None = None, *, panel: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a command behind the error edge, listed under ``panel`` in ``--help``; its help ends
-    with the exit codes."""
+def command(name: str | None = None, *, panel: str,
+            group: typer.Typer | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a command (of ``group``, a command group such as ``spec``, or of the app) behind the
+    error edge, listed under ``panel`` in ``--help``; its help ends with the exit codes."""
     def register(function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(function)
         def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -56,7 +57,7 @@ def command(name: str | None = None, *, panel: str) -> Callable[[Callable[..., A
                 raise typer.Exit(EXIT_INTERRUPTED) from None
         # cleandoc first: the exit codes' line has no indentation, and would keep the docstring's in the help
         guarded.__doc__ = reflowed(inspect.cleandoc(function.__doc__ or "")) + "\n\n" + EXIT_CODES_HELP
-        return app.command(name, rich_help_panel=panel)(guarded)
+        return (group or app).command(name, rich_help_panel=panel)(guarded)
     return register
 
 

@@ -19,6 +19,7 @@ from wsproxy.cli.options import (
     Recording,
     ReportFormat,
     SessionOption,
+    SpecOption,
     SqlTimeoutOption,
     TableFormat,
     choice,
@@ -34,6 +35,7 @@ def check(
     recording: Recording,
     session_id: SessionOption = None,
     profile: ProfileOption = None,
+    spec: SpecOption = None,
     format: ReportFormat = "text",
     fail_on: FailOnOption = "error",
     max_per_rule: Annotated[int, typer.Option(help="Findings shown per connection and rule in text output.")] = 10,
@@ -51,13 +53,15 @@ def check(
       wsproxy check today.duckdb --session 3 --format json | jq '.counts'
 
       wsproxy check today.duckdb --profile strict.toml --fail-on warning
+
+      wsproxy check today.duckdb --spec docs/chat-protocol.asyncapi.yaml
     """
     from wsproxy.cli.render import check_report_json, print_check_report
     from wsproxy.inspect.check import check_recording
 
     choice("--format", format, REPORT_FORMATS)
     options.fail_on(fail_on)
-    chosen = options.profile(profile)
+    chosen = options.profile(profile, spec)
     if format == "text" and err.is_terminal:
         with err.status("checking…") as status:
             report = check_recording(recording, session_id, chosen,

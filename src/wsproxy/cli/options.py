@@ -22,6 +22,10 @@ ProfileOption = Annotated[Path | None, typer.Option(
     "--profile", help="A protocol profile (TOML) to check with instead of the built-in chat profile; "
                       "see docs/checks.md.")]
 
+SpecOption = Annotated[Path | None, typer.Option(
+    "--spec", metavar="FILE", help="Check every message against this AsyncAPI 3 document too (YAML or JSON; "
+                                   "`wsproxy spec infer` writes one): findings spec-*, docs/spec.md.")]
+
 NoRedactOption = Annotated[bool, typer.Option(
     "--no-redact", help="Keep Authorization/Cookie headers and token query values in the recording.")]
 InsecureOption = Annotated[bool, typer.Option("--insecure", help="Do not verify the wss:// upstream's certificate.")]
@@ -51,10 +55,17 @@ def fail_on(value: str) -> str:
     return choice("--fail-on", value, FAIL_ON_LEVELS)
 
 
-def profile(path: Path | None) -> Any:
-    """The profile of ``--profile`` (the built-in chat profile without one); ProfileError is a UserError."""
+def profile(path: Path | None, spec: Path | None = None) -> Any:
+    """The profile of ``--profile`` (the built-in chat profile without one), with the AsyncAPI document
+    of ``--spec`` compiled into it; ProfileError and SpecError are UserErrors."""
+    from dataclasses import replace
+
     from wsproxy.core.profile import CHAT_PROFILE, load_profile
-    return CHAT_PROFILE if path is None else load_profile(path)
+    chosen = CHAT_PROFILE if path is None else load_profile(path)
+    if spec is None:
+        return chosen
+    from wsproxy.inspect.spec import load_contract
+    return replace(chosen, spec=load_contract(spec))
 
 
 def positive(option: str, value: float) -> float:

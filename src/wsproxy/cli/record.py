@@ -40,6 +40,7 @@ def record(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status; only errors and the final summary.")] = False,
     log_format: Annotated[str, typer.Option(help="text or json (one JSON object per line on stderr).")] = "text",
     profile: ProfileOption = None,
+    spec: options.SpecOption = None,
     fail_on: FailOnOption = "none",
     no_check: Annotated[bool, typer.Option("--no-check", help="Record only; do not run the protocol checker.")] = False,
     inject: Annotated[list[str] | None, typer.Option(
@@ -100,6 +101,8 @@ def record(
       wsproxy record --upstream ws://127.0.0.1:8765 --ui 127.0.0.1:8090 --intercept "to-server type=new"
 
       wsproxy record --upstream ws://127.0.0.1:8765 --workers auto --rotate 1GB --keep 7d --db captures/
+
+      wsproxy record --upstream ws://127.0.0.1:8765 --spec chat.asyncapi.yaml   (hold traffic to a document)
     """
     from wsproxy.cli.status import Rates, log_json, show_findings, status_fields, status_line, summary
     from wsproxy.record.session import LOOPBACK, RecordOptions, RecordSession
@@ -125,13 +128,14 @@ def record(
     if breakpoints and plan is not None and plan.workers > 1:
         raise UserError("--intercept holds messages in the process that relays them: use it with one worker "
                         "(leave out --workers)")
+    chosen_profile = options.profile(profile, spec)  # a bad profile or document: said before any worker starts
     if plan is not None and plan.workers > 1 and worker is None:
         record_with_workers(plan.workers, db, listen, log_format, quiet, fail_on, ui, open_browser, sql_timeout,
                             worker_args(locals()))
         return
     session = RecordSession(RecordOptions(folder=plan, reuse_port=worker is not None,
         listen=listen, upstream=upstream, db=db, label=label, redact=not no_redact, max_message_size=max_message_size,
-        insecure=insecure, ca_file=ca, tls_cert=tls_cert, tls_key=tls_key, profile=options.profile(profile),
+        insecure=insecure, ca_file=ca, tls_cert=tls_cert, tls_key=tls_key, profile=chosen_profile,
         check=not no_check, inject=rules, seed=seed, intercept=breakpoints, hold_timeout=hold_timeout,
         sql_timeout=sql_timeout, connect_timeout=connect_timeout,
         handshake_timeout=handshake_timeout))

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from wsproxy.cli.app import command, err, run_until_signal, shown
-from wsproxy.cli.options import SessionOption, choice
+from wsproxy.cli.options import SessionOption, SpecOption, choice
 from wsproxy.core.errors import EXIT_FOUND, UserError
 
 PANEL = "Replay"
@@ -37,6 +37,7 @@ def replay(
              "docs/inject.md), e.g. 'drop response type=new once'.")] = None,
     inject_file: Annotated[Path | None, typer.Option(help="The same rules as \\[\\[inject]] tables in TOML.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for rate= rules.")] = 0,
+    spec: SpecOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final summary.")] = False,
 ) -> None:
     """Serve a recorded session as a mock server that knows the protocol.
@@ -55,6 +56,8 @@ def replay(
       wsproxy replay today.duckdb --session 2 --match loose --loop --fail-on-divergence
 
       wsproxy replay demo.duckdb --inject "duplicate event type=new"
+
+      wsproxy replay demo.duckdb --spec chat.asyncapi.yaml --fail-on-divergence   (the client held to the document)
     """
     from wsproxy.clock import now_us
     from wsproxy.core.replay_plan import MATCH_MODES, ReplayPlan, parse_timing
@@ -75,6 +78,9 @@ def replay(
             raise UserError(f"replay --inject acts on what the mock server sends: {rule.text!r} selects what "
                             f"the client sends (use it with `wsproxy record`)")
     rules = [replace(rule, sender="server") if rule.direction is None else rule for rule in rules]
+    from wsproxy.cli.options import profile
+    from wsproxy.core.checker import Checker
+    checked = profile(None, spec) if spec is not None else None
     session = load_recording(recording, session_id)
     connections = session.replayable
     if not connections:
@@ -83,7 +89,8 @@ def replay(
 
     async def go(stop: asyncio.Event) -> Any:
         plan = ReplayPlan(session, match=match, scale=scale, bind_key=bind, loop=loop)
-        running = await start_replay(session, plan, host, port, injector=Injector(rules, seed) if rules else None)
+        running = await start_replay(session, plan, host, port, injector=Injector(rules, seed) if rules else None,
+                                     checker=Checker(checked) if checked is not None else None)
         if rules:
             announce_injection(rules, seed, "text")
         frames = sum(len(c.frames) for c in connections)

@@ -64,6 +64,7 @@ def rerun(
     format: FormatOption = "text",
     output: OutputOption = None,
     profile: ProfileOption = None,
+    spec: options.SpecOption = None,
     no_redact: options.NoRedactOption = False,
     insecure: options.InsecureOption = False,
     ca: options.CaOption = None,
@@ -88,6 +89,8 @@ def rerun(
       wsproxy rerun demo.duckdb --upstream ws://127.0.0.1:8765 --copies 20 --vary query:user
 
       wsproxy rerun today.duckdb --upstream wss://staging.example.org --ca staging-ca.pem --header "Cookie: s=1"
+
+      wsproxy rerun demo.duckdb --upstream ws://staging:8765 --spec chat.asyncapi.yaml   (new spec-* findings differ)
     """
     from wsproxy.core.rerun_plan import parse_header, parse_rename, parse_vary
     from wsproxy.replay.source import load_recording, source_kind
@@ -101,7 +104,7 @@ def rerun(
     headers = dict(parse_header(h) for h in header or [])
     variation = [parse_vary(v) for v in vary or []]
     renames = [parse_rename(r) for r in rename or []]
-    check_profile = options.profile(profile)
+    check_profile = options.profile(profile, spec)
     rules = _rules(ignore, rebind, check_profile)
     if session_id is None and (recording.exists() or is_folder(recording)) and source_kind(recording) == "duckdb":
         session_id = _newest_recorded(recording)
@@ -156,6 +159,7 @@ def diff(
     format: FormatOption = "text",
     output: OutputOption = None,
     profile: ProfileOption = None,
+    spec: options.SpecOption = None,
 ) -> None:
     """Compare the server side of two sessions the way `rerun` does: recorded vs rerun, or
     yesterday's vs today's. Connections are paired in the order they opened.
@@ -178,7 +182,7 @@ def diff(
     choice("--format", format, RERUN_FORMATS)
     if format == "junit" and output is None:
         raise UserError("--format junit writes a file: add -o FILE (e.g. -o diff.xml)")
-    check_profile = options.profile(profile)
+    check_profile = options.profile(profile, spec)
     rules = _rules(ignore, rebind, check_profile)
     if against is not None:  # one session of each file: --session A --session B, or each file's newest
         picked: list[int | None] = list(sessions) if sessions else [None, None]

@@ -157,7 +157,7 @@ def worker_args(given: dict[str, Any]) -> list[str]:
             "--seed", str(given["seed"]), "--sql-timeout", str(given["sql_timeout"]),
             "--connect-timeout", str(given["connect_timeout"]), "--handshake-timeout", str(given["handshake_timeout"]),
             "--event-loop", given["event_loop"]]
-    for name in ("label", "ca", "tls_cert", "tls_key", "profile", "inject_file", "rotate", "keep"):
+    for name in ("label", "ca", "tls_cert", "tls_key", "profile", "spec", "inject_file", "rotate", "keep"):
         if given[name] is not None:
             args += ["--" + name.replace("_", "-"), str(given[name])]
     for name in ("no_redact", "insecure", "no_check"):

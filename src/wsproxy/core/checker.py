@@ -89,6 +89,7 @@ class Checker:
         self._response_decoders = {name: msgspec.json.Decoder(schema).decode
                                    for name, schema in profile.response_schemas.items() if schema is not None}
         self._error_decoder = msgspec.json.Decoder(ErrorResponse).decode
+        self._spec = profile.spec  # --spec FILE: every message checked against an AsyncAPI document too
         self._conns: dict[int, _Conn] = {}
         self._deadlines: deque[_Request] = deque()  # requests in arrival order, for timeouts
 
@@ -116,14 +117,17 @@ class Checker:
         if env is None:
             return findings
         catchup_event = False
+        answers = None
         if type(env) is Request:
             self._request(conn, seq, ts, sender, env, parsed, findings)
         elif type(env) is Response:
-            self._response(conn, seq, ts, sender, env, parsed, findings)
+            answers = self._response(conn, seq, ts, sender, env, parsed, findings)
         else:
             catchup_event = self._event(conn, seq, ts, sender, cast(Event, env), findings)
         if not catchup_event:
             self._timestamp(conn, seq, ts, sender, env, findings)
+        if self._spec is not None:
+            self._against_spec(conn_id, seq, ts, sender, parsed, answers, findings)
         return findings
 
     def close(self, conn_id: int, ts: int) -> Findings:
@@ -233,11 +237,12 @@ class Checker:
         self._deadlines.append(request)
 
     def _response(self, conn: _Conn, seq: int, ts: int, sender: str, env: Response, parsed: ParsedMessage,
-                  findings: Findings) -> None:
+                  findings: Findings) -> str | None:
+        """Pair a response with its request; returns the request's payloadType (None: no request)."""
         if sender != "server":
             self._add(findings, "wrong-direction", conn.conn_id, seq, ts,
                       f"the client sent response {env.id!r}; responses go server → client", request_id=env.id)
-            return
+            return None
         queue = conn.pending.get(env.id)
         if not queue:
             first = conn.answered_at.get(env.id)
@@ -249,7 +254,7 @@ class Checker:
                 self._add(findings, "orphan-response", conn.conn_id, seq, ts,
                           f"response {env.id!r} (seq {seq}) matches no request on this connection",
                           request_id=env.id)
-            return
+            return None
         request = queue.pop(0)
         if not queue:
             del conn.pending[env.id]
@@ -260,6 +265,7 @@ class Checker:
         payload = self._response_payload(request, seq, ts, env, findings)
         if request.payload_type == self._subscribe and conn.catchup is None and type(payload) is SubscribeResponse:
             conn.catchup = _Catchup(request, seq, ts, payload.lastEventId, payload.count)
+        return request.payload_type
 
     def _response_payload(self, request: _Request, seq: int, ts: int, env: Response, findings: Findings) -> Any:
         """Check a response's payload against the schema of the request it answers."""
@@ -351,6 +357,17 @@ class Checker:
             self._add(findings, "timestamp-backwards", conn.conn_id, seq, ts,
                       f"{sender} timestamp {stamp} (seq {seq}) is {previous - stamp:.3g} s earlier than the "
                       f"previous one ({previous})")
+
+    # --- the AsyncAPI document (--spec) ---
+
+    def _against_spec(self, conn_id: int, seq: int, ts: int, sender: str, parsed: ParsedMessage,
+                      answers: str | None, findings: Findings) -> None:
+        assert self._spec is not None
+        for code, pointer, words in self._spec.check_message(sender, parsed, answers):
+            severity = self._severity.get(code, "off")
+            if severity != "off":
+                findings.append(Finding(code, severity, f"{words} (at {pointer or '/'})", conn_id, seq, ts,
+                                        parsed.msg_id, parsed.event_id, pointer))
 
     # --- findings ---
 

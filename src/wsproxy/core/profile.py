@@ -13,7 +13,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 from wsproxy.core import payloads
 from wsproxy.core.errors import UserError
@@ -53,8 +53,23 @@ RULES: tuple[Rule, ...] = (
     Rule("timestamp-unit", "warning", "a timestamp that looks like milliseconds"),
     Rule("timestamp-backwards", "warning", "a live timestamp more than 1 s earlier than the previous one"),
     Rule("binary-message", "info", "a binary message on this JSON protocol"),
+    # --spec FILE: the message against an AsyncAPI 3 document (docs/spec.md)
+    Rule("spec-unknown-type", "error", "a payloadType or eventType the document does not describe"),
+    Rule("spec-required", "error", "a field the document requires is missing"),
+    Rule("spec-type", "error", "a value of a type the document does not allow"),
+    Rule("spec-enum", "error", "a value outside the document's enum or const"),
+    Rule("spec-constraint", "error", "a value outside the document's bounds, length, pattern or oneOf"),
+    Rule("spec-reply", "error", "a response that matches none of its operation's reply messages"),
+    Rule("spec-extra-field", "warning", "a field the document does not list"),
 )
 RULES_BY_CODE: dict[str, Rule] = {rule.code: rule for rule in RULES}
+
+
+class SpecCheck(Protocol):
+    """What the checker asks of ``--spec``'s document (``core.spec_contract.Contract``): the problems of one
+    decoded message as (code, JSON pointer, words); ``answers`` is the payloadType a response answers."""
+
+    def check_message(self, sender: str, parsed: Any, answers: str | None) -> list[tuple[str, str, str]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +101,8 @@ class Profile:
     # `wsproxy rerun` / `diff`: JSON paths of values the server generates, and of fields never compared.
     rerun_rebind: tuple[str, ...] = ()
     rerun_ignore: tuple[str, ...] = ()
+    # --spec FILE: an AsyncAPI 3 document every message is checked against as well (core.spec_contract)
+    spec: SpecCheck | None = None
 
     @property
     def known_payload_types(self) -> frozenset[str]:

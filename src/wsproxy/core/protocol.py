@@ -57,6 +57,7 @@ class Finding(msgspec.Struct, frozen=True):
     ts: int | None = None
     request_id: str | None = None
     event_id: int | None = None
+    pointer: str | None = None  # --spec findings: the JSON pointer (RFC 6901) into the envelope of what failed
 
 
 class ParsedMessage(msgspec.Struct, gc=False):  # no cycles: skip GC tracking (hot path)

@@ -120,6 +120,7 @@ class ViolationRow(msgspec.Struct, gc=False, kw_only=True):
     request_id: Text | None
     event_id: Int64 | None
     caused_by_injection: Bool = False  # on a connection an --inject rule had acted on
+    pointer: Text | None = None  # --spec findings: where in the envelope (a JSON pointer)
 
 
 def columns(row_type: type) -> tuple[tuple[str, str], ...]:
@@ -187,7 +188,7 @@ def violation_row(session_id: int, finding: Finding, caused_by_injection: bool =
     return ViolationRow(session_id=session_id, conn_id=finding.conn_id, seq=finding.seq, ts=finding.ts,
                         code=finding.code, severity=finding.severity, message=finding.message,
                         request_id=finding.request_id, event_id=finding.event_id,
-                        caused_by_injection=caused_by_injection)
+                        caused_by_injection=caused_by_injection, pointer=finding.pointer)
 
 
 def _payload_place(raw: msgspec.Raw | None, text: str | None) -> tuple[str | None, int | None, int | None]:

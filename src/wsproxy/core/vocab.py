@@ -16,7 +16,8 @@ InjectAction = Literal["drop", "duplicate", "delay", "corrupt", "reorder", "clos
                        "intercept", "edit", "compose", "resend"]  # the last four: hands on the wire (docs/ui.md)
 InjectionSource = Literal["inject", "ui", "api", "proxy"]  # who acted: a rule, the page, a script, wsproxy itself
 HeldAction = Literal["forward", "drop"]  # what is done with a held message
-DivergenceKind = Literal["mismatch", "unexpected", "skipped", "closed-early", "refused", "payload-differs"]
+# "spec": replay --spec found a message (the client's, or the recording's) that breaks the AsyncAPI document
+DivergenceKind = Literal["mismatch", "unexpected", "skipped", "closed-early", "refused", "payload-differs", "spec"]
 DifferenceKind = Literal["missing", "unexpected", "changed", "wrong-type", "missing-field", "unexpected-field",
                          "close", "handshake", "finding"]
 StepAction = Literal["open", "send", "close"]  # what a rerun does next on a connection

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from aiohttp import WSMsgType, web
 
 from wsproxy.clock import now_us
+from wsproxy.core.checker import Checker
 from wsproxy.core.inject import Injector, Seen, outcome
 from wsproxy.core.protocol import decode
 from wsproxy.core.recorded import RecordedSession
 from wsproxy.core.replay_plan import Divergence, ReplayPlan, Send, render
+from wsproxy.core.vocab import Sender
 from wsproxy.ws import DEFAULT_MAX_MESSAGE, aiohttp_limit, went_away
 
 
@@ -35,8 +37,10 @@ class ReplayServer:
     divergences: list[Divergence] = field(default_factory=list)
     listeners: list[Callable[[Divergence], None]] = field(default_factory=list)
     injector: Injector | None = None  # --inject: the mock server misbehaves on what it sends
+    checker: Checker | None = None  # --spec: both sides' messages against an AsyncAPI document
 
     def __post_init__(self) -> None:
+        self._seqs: dict[int, int] = {}  # slot -> the last message's number, for --spec findings
         self._outboxes: dict[int, asyncio.Queue[Send]] = {}
         self._later: set[asyncio.Task] = set()  # --inject delay=: sends still to come
         self._sockets: set[web.WebSocketResponse] = set()
@@ -81,11 +85,15 @@ class ReplayServer:
         if self.injector is not None:
             self.injector.opened(slot, {**dict(request.query), **dict(request.headers)})
         writer = asyncio.create_task(self._write(ws, outbox, slot), name=f"replay-{slot}")
+        if self.checker is not None:
+            self.checker.open(slot, now_us())
         try:
             self._route(self.plan.connected(slot, now_us()))
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                     self.counters.received += 1
+                    if self.checker is not None:
+                        self._check(slot, "client", "text" if msg.type is WSMsgType.TEXT else "binary", msg.data)
                     if self.injector is not None and msg.type is WSMsgType.TEXT:  # for type= on its response
                         asked = decode("text", msg.data, "client")
                         if asked.msg_type == "request" and asked.msg_id is not None and asked.payload_type:
@@ -99,6 +107,8 @@ class ReplayServer:
             self.counters.open -= 1
             del self._outboxes[slot]
             writer.cancel()
+            if self.checker is not None:
+                self.checker.close(slot, now_us())
             self._diverge(self.plan.client_closed(slot, now_us()))
             self._route(self.plan.release(now_us()))
         return ws
@@ -118,6 +128,8 @@ class ReplayServer:
             if delay > 0:
                 await asyncio.sleep(delay)
             kind, value = render(send, now_us())
+            if self.checker is not None and kind in ("text", "binary"):
+                self._check(slot, "server", kind, value)
             try:
                 if kind in ("text", "binary") and self.injector is not None:
                     if await self._inject(ws, slot, kind, value, held):
@@ -169,6 +181,15 @@ class ReplayServer:
             task.add_done_callback(self._later.discard)
         return False
 
+    def _check(self, slot: int, sender: Sender, kind: str, data: str | bytes) -> None:
+        """--spec: one message against the document; what breaks it is a divergence of kind spec."""
+        assert self.checker is not None
+        seq = self._seqs[slot] = self._seqs.get(slot, 0) + 1
+        findings = self.checker.message(slot, seq, now_us(), sender, decode(kind, data, sender))
+        self._diverge([Divergence(slot, f.ts or now_us(), "spec", f"{sender} message {seq}: {f.code}: {f.message}",
+                                  got=data if isinstance(data, str) else None)
+                       for f in findings if f.code.startswith("spec-")])
+
     def _diverge(self, divergences: list[Divergence]) -> None:
         for divergence in divergences:
             self.divergences.append(divergence)
@@ -187,8 +208,9 @@ class RunningReplay:
 
 
 async def start_replay(session: RecordedSession, plan: ReplayPlan, host: str = "127.0.0.1", port: int = 0,
-                       max_message_size: int = DEFAULT_MAX_MESSAGE, injector: Injector | None = None) -> RunningReplay:
-    server = ReplayServer(session, plan, max_message_size, injector=injector)
+                       max_message_size: int = DEFAULT_MAX_MESSAGE, injector: Injector | None = None,
+                       checker: Checker | None = None) -> RunningReplay:
+    server = ReplayServer(session, plan, max_message_size, injector=injector, checker=checker)
     runner = web.AppRunner(server.app(), handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:

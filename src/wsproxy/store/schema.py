@@ -7,7 +7,7 @@ the layout changes; the rows that fill the tables are ``core.rows``.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 APPLICATION = "wsproxy"
 
 # What each version adds, in order: an older recording opened for writing gets the rest.
@@ -140,6 +140,10 @@ ALTER TABLE injections ADD COLUMN IF NOT EXISTS source VARCHAR;
 ALTER TABLE injections ADD COLUMN IF NOT EXISTS original VARCHAR;
 ALTER TABLE injections ADD COLUMN IF NOT EXISTS sent VARCHAR;
 """
+
+# Version 8: a finding against an AsyncAPI document (`--spec`, codes spec-*) says where in the
+# envelope it failed, as a JSON pointer (RFC 6901).
+MIGRATIONS[8] = "ALTER TABLE violations ADD COLUMN IF NOT EXISTS pointer VARCHAR;\n"
 
 
 def sql_literal(text: str) -> str:
