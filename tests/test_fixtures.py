@@ -139,3 +139,29 @@ async def test_the_schema_v6_golden_recording_upgrades_to_hands(chat_server, pro
     assert recorded(db, f"SELECT * FROM frames WHERE conn_id < {conn} ORDER BY conn_id, seq") == before
     assert recorded(db, "SELECT action, source, original, sent LIKE '%typing%' FROM injections") == [
         ("compose", "api", None, True)]
+
+
+async def test_the_schema_v7_golden_recording_upgrades_to_spec_pointers(chat_server, proxy, tmp_path) -> None:
+    # Version 8 gives every violation a JSON pointer (--spec findings fill it): what was there reads the
+    # same, with no pointer; a finding against an AsyncAPI document appended to it has its pointer.
+    from dataclasses import replace
+
+    from wsproxy.core.profile import CHAT_PROFILE
+    from wsproxy.inspect.spec import load_contract
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(FIXTURES / "schema-v7-demo.duckdb", db)
+    assert recorded(db, "SELECT value FROM wsproxy_meta WHERE key = 'schema_version'") == [("7",)]
+    frames = recorded(db, "SELECT * FROM frames ORDER BY conn_id, seq")
+    violations = recorded(db, "SELECT * FROM violations ORDER BY conn_id, seq")
+    spec = replace(CHAT_PROFILE, spec=load_contract(Path(__file__).parent.parent / "docs" / "chat-protocol.asyncapi.yaml"))
+    session = await proxy(chat_server.url, db=db, label="appended", profile=spec)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{session.url}/chat?user=User1") as ws:
+        await ws.send_str('{"type":"request","timestamp":1,"id":"x","payloadType":"read","payload":{"messageId":"1"}}')
+        await ws.receive()
+    await session.stop()
+    assert recorded(db, "SELECT value FROM wsproxy_meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+    assert recorded(db, "SELECT * FROM frames WHERE conn_id <= 3 ORDER BY conn_id, seq") == frames
+    assert recorded(db, "SELECT * EXCLUDE (pointer) FROM violations WHERE session_id = 1 ORDER BY conn_id, seq") == violations
+    assert recorded(db, "SELECT count(*) FROM violations WHERE session_id = 1 AND pointer IS NOT NULL") == [(0,)]
+    assert recorded(db, "SELECT code, pointer FROM violations WHERE session_id = 2 AND code LIKE 'spec-%'") == [
+        ("spec-type", "/payload/messageId")]

@@ -392,3 +392,73 @@ def test_every_session_of_every_recording_is_read(tmp_path) -> None:
     both = document["components"]["messages"]["subscribeRequest"]["x-wsproxy-observations"]
     assert both == demo_only["components"]["messages"]["subscribeRequest"]["x-wsproxy-observations"] + 1
     assert load_recording(sources[1]).connections
+
+
+# --- the fast path is never looser than the schema's own checks ---
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(-2, 2, allow_nan=False),
+                     st.sampled_from(["", "a", "image", "file", "new", "request", "event", "response", "x" * 5]))
+_JSON = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3),
+    st.dictionaries(st.sampled_from(["messageId", "chatId", "message", "kind", "url", "attachments", "error",
+                                     "code", "lastEventId", "count", "userId", "from", "extra"]), inner, max_size=4)),
+    max_leaves=12)
+_VALID = [  # protocol.md's messages, each valid against the hand-written document
+    {"type": "request", "timestamp": 1, "id": "a", "payloadType": "new",
+     "payload": {"chatId": "b", "message": "hi", "attachments": [{"kind": "image", "url": "u", "size": 3}]}},
+    {"type": "request", "timestamp": 1.5, "id": "s", "payloadType": "subscribe", "payload": {"lastEventId": 2}},
+    {"type": "response", "timestamp": 1, "id": "s", "payload": {"lastEventId": 9, "count": 1}},
+    {"type": "response", "timestamp": 1, "id": "a", "payload": {"error": {"code": "not_found", "message": "m"}}},
+    {"type": "event", "timestamp": 1, "id": 3, "eventType": "new",
+     "payload": {"messageId": 1, "chatId": "a", "from": "a", "message": "m"}},
+    {"type": "event", "timestamp": 1, "eventType": "typing", "payload": {"chatId": "b"}},
+]
+_PATHS = [(), ("payload",), ("payload", "attachments"), ("payload", "attachments", 0), ("payload", "error")]
+
+
+@st.composite
+def _ENVELOPES(draw):
+    import copy
+    envelope = copy.deepcopy(draw(st.sampled_from(_VALID)))
+    for _ in range(draw(st.integers(0, 2))):
+        node = envelope
+        for step in draw(st.sampled_from(_PATHS)):
+            inside = isinstance(node, list) and isinstance(step, int) and step < len(node)
+            if inside or (isinstance(node, dict) and step in node):
+                node = node[step]
+        if isinstance(node, dict):
+            key = draw(st.sampled_from([*node, "extra"]))
+            if draw(st.booleans()) and key in node:
+                del node[key]
+            else:
+                node[key] = draw(_JSON)
+    return envelope
+
+
+@settings(max_examples=400, deadline=None)
+@given(_ENVELOPES())
+def test_the_fast_path_vouches_only_for_valid_messages(envelope) -> None:
+    from wsproxy.core.json_schema import Problem
+    contract = _HAND_CONTRACT()
+    raw = json.dumps(envelope)
+    messages = [*contract.requests.values(), *contract.server_events.values(), *contract.client_events.values(),
+                *(m for replies in contract.replies.values() for m in replies)]
+    vouched = 0
+    for message in messages:
+        problems: list[Problem] = []
+        message.check(envelope, "", problems)
+        if message.valid(raw):
+            vouched += 1
+            assert problems == [], (message.name, raw, problems)
+    if envelope in _VALID:
+        assert vouched >= 1  # the fast path does vouch for valid messages: this test can fail
+
+
+def _HAND_CONTRACT():
+    global _CONTRACT
+    if "_CONTRACT" not in globals():
+        _CONTRACT = load_contract(HAND_WRITTEN)
+    return _CONTRACT

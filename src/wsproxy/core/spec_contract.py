@@ -15,13 +15,15 @@ Core module: standard library, msgspec and ``core`` only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from wsproxy.core.errors import UserError
 from wsproxy.core.json_schema import Check, Problem, SchemaError, compile_schema, resolve
+from wsproxy.core.json_schema_fast import fast_decoder
 from wsproxy.core.protocol import ParsedMessage
 
 # The finding code of each kind of problem (the rule table in core.profile has them all).
@@ -121,7 +123,18 @@ def read_catalogue(document: Any, source: str = "the document") -> Catalogue:
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     name: str
-    check: Check
+    check: Check  # the authority: every problem, with its pointer and words
+    fast: Callable[[str | bytes], Any] | None  # decodes only valid messages (core.json_schema_fast)
+
+    def valid(self, raw: str | bytes) -> bool:
+        """True when the fast path vouches for ``raw``; False: ask ``check``."""
+        if self.fast is None:
+            return False
+        try:
+            self.fast(raw)
+            return True
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return False
 
 
 class Contract:
@@ -136,7 +149,8 @@ class Contract:
             known = compiled.get(id(message.schema))
             if known is None:
                 try:
-                    known = compiled[id(message.schema)] = _Compiled(message.name, compile_schema(message.schema, document))
+                    known = compiled[id(message.schema)] = _Compiled(
+                        message.name, compile_schema(message.schema, document), fast_decoder(message.schema, document))
                 except SchemaError as exc:
                     raise SpecError(f"{source}: message {message.name}: {exc}") from None
             return known
@@ -150,7 +164,18 @@ class Contract:
         kind = parsed.msg_type
         if kind is None:
             return []
-        return self.check(sender, kind, parsed.payload_type or parsed.event_type, _whole(parsed.raw), answers)
+        name = parsed.payload_type or parsed.event_type
+        if kind == "request":
+            found = self.requests.get(cast(str, name))
+            if found is not None and found.valid(parsed.raw):
+                return []
+        elif kind == "event":
+            found = (self.server_events if sender == "server" else self.client_events).get(cast(str, name))
+            if found is not None and found.valid(parsed.raw):
+                return []
+        elif answers is not None and any(reply.valid(parsed.raw) for reply in self.replies.get(answers, ())):
+            return []
+        return self.check(sender, kind, name, _whole(parsed.raw), answers)
 
     def check(self, sender: str, kind: str, name: str | None, envelope: Any, answers: str | None) -> list[SpecProblem]:
         """The problems of one decoded envelope: ``kind`` request/response/event, ``name`` its
