@@ -20,6 +20,9 @@ The paths compared:
   intercept through `wsproxy record --ui 127.0.0.1:0 --intercept RULE` with one breakpoint that every
            message is matched against and none holds (`--intercept-rule` picks another): the cost of
            an idle breakpoint (hands on the wire, docs/ui.md)
+  spec     through `wsproxy record --spec FILE`: every message checked against an AsyncAPI 3 document too
+           (`--spec-file`, default docs/chat-protocol.asyncapi.yaml, which the load's messages match): the
+           cost of --spec over the built-in checker alone (issue 28: at most 1.25x record's CPU)
   baseline through `wsproxy record` of another source tree (`--baseline-src DIR`: e.g. a git worktree of
            an older commit), to measure what a change costs the path that does not use it
   mitmproxy through `mitmdump --mode reverse:... -w FILE` (mitmproxy's recorder), where `--mitmdump`
@@ -59,6 +62,7 @@ CONNECTIONS = 10
 INJECT_RULE = "delay=1ms event type=typing"
 INTERCEPT_RULE = "to-server type=never-sent"
 BASELINE_SRC = ""
+SPEC_FILE = str(Path(__file__).parent.parent / "docs" / "chat-protocol.asyncapi.yaml")
 ROTATE_SECONDS = 2  # the rotation scenario: `record --rotate 2s`
 DURING_ROTATION = 1.0  # seconds after a new segment appears that count as "during a rotation"
 # Issue 25's targets, per message size: (path, against, what, target); throughput at least the target
@@ -66,11 +70,13 @@ DURING_ROTATION = 1.0  # seconds after a new segment appears that count as "duri
 Target = tuple[str, str, str, float]
 TARGETS: dict[int, list[Target]] = {
     100: [("record", "bare", "throughput", 0.75), ("record", "bare", "CPU", 1.6), ("inject", "record", "throughput", 0),
+          ("spec", "record", "CPU", 1.25), ("spec", "record", "throughput", 0),
           ("intercept", "record", "throughput", 0), ("intercept", "record", "CPU", 0),
           ("record", "baseline", "throughput", 0), ("record", "baseline", "CPU", 0),
           ("workers2", "record", "throughput", 0), ("workers2", "record", "CPU", 0)],
     4096: [("record", "bare", "throughput", 0), ("record", "bare", "CPU", 0)],
     65536: [("record", "bare", "throughput", 0.50), ("record", "bare", "CPU", 2.5), ("record", "bare", "p99", 2.0),
+            ("spec", "record", "CPU", 1.25), ("spec", "record", "throughput", 0),
             ("record", "mitmproxy", "throughput", 5.0), ("workers2", "record", "throughput", 0),
             ("intercept", "record", "throughput", 0), ("intercept", "record", "CPU", 0),
             ("record", "baseline", "throughput", 0), ("record", "baseline", "CPU", 0),
@@ -182,6 +188,7 @@ class Rig:
             extra = {"record": [], "uvloop": ["--event-loop", "uvloop"], "nocheck": ["--no-check"],
                      "inject": ["--inject", INJECT_RULE], "workers2": ["--workers", "2"], "baseline": [],
                      "intercept": ["--ui", "127.0.0.1:0", "--intercept", INTERCEPT_RULE],
+                     "spec": ["--spec", SPEC_FILE],
                      "rotate": ["--rotate", f"{ROTATE_SECONDS}s"]}[path]
             self.db = self.tmp / (f"run{self.runs}" if path in ("workers2", "rotate") else f"run{self.runs}.duckdb")
             db = self.db
@@ -408,6 +415,7 @@ def idle_memory(rig: Rig, pool: ProcessPoolExecutor, counts: list[int]) -> None:
 
 
 def main() -> None:
+    global INJECT_RULE, MITMDUMP, INTERCEPT_RULE, BASELINE_SRC, SPEC_FILE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per scenario (>= 3)")
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement")
@@ -421,10 +429,11 @@ def main() -> None:
                         help="the rule of the inject path (the load sends no typing: it is checked, never fires)")
     parser.add_argument("--intercept-rule", default="to-server type=never-sent",
                         help="the breakpoint of the intercept path (the load sends no such message: it never holds)")
+    parser.add_argument("--spec-file", default=SPEC_FILE, help="the AsyncAPI document of the spec path")
     parser.add_argument("--baseline-src", default="", help="the src/ folder of another wsproxy, for the baseline path")
     args = parser.parse_args()
-    global INJECT_RULE, MITMDUMP, INTERCEPT_RULE, BASELINE_SRC
     INJECT_RULE, MITMDUMP, INTERCEPT_RULE = args.inject_rule, args.mitmdump, args.intercept_rule
+    SPEC_FILE = str(Path(args.spec_file).resolve())
     BASELINE_SRC = str(Path(args.baseline_src).resolve()) if args.baseline_src else ""
     if "baseline" in args.paths.split(",") and not BASELINE_SRC:
         parser.error("the baseline path needs --baseline-src DIR (the src/ folder of the wsproxy to compare with)")

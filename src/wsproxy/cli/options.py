@@ -65,7 +65,7 @@ def profile(path: Path | None, spec: Path | None = None) -> Any:
     if spec is None:
         return chosen
     from wsproxy.inspect.spec import load_contract
-    return replace(chosen, spec=load_contract(spec))
+    return replace(chosen, name=f"{chosen.name} + {spec.name}", spec=load_contract(spec))
 
 
 def positive(option: str, value: float) -> float:

@@ -7,9 +7,11 @@ that name or arrange their components differently still compare. Within a messag
 walked together (``$ref`` expanded) and every difference is a ``ChangeKind``. Whether it is breaking
 depends on the question, so each reading has its table:
 
-- **diff** (a document changed): breaking when a client or server built on the old one may fail — a
-  message or reply removed, a field newly required, a required field removed, a type or set of values
-  narrowed or changed. Additions, relaxed requirements, widened types are compatible.
+- **diff** (a document changed): breaking when a client or server built on the old one may fail. On
+  what the server reads (requests, client events) narrowing breaks the clients that send it: a message
+  removed, a field newly required, a type or set of values narrowed. On what the client reads (replies,
+  server events) widening breaks the clients that read it: a field no longer required or removed, a
+  type or set of values widened. A type changed breaks either way; anything else is compatible.
 - **drift** (the document against the document inferred from traffic): breaking when the traffic does
   something the document does not allow — a message or field it does not list, a type or value outside
   it, a required field missing. What the document allows and the traffic never used is compatible.
@@ -33,30 +35,33 @@ ChangeKind = Literal[
     "required-removed", "optional-removed", "no-longer-required", "type-narrowed", "type-widened",
     "type-changed", "type-dropped", "type-added", "values-removed", "values-added", "values-changed",
     "values-dropped", "values-limited"]
-# (impact when a document changed, impact when traffic drifts from a document, the words of each)
-_TABLE: dict[ChangeKind, tuple[Impact, Impact, str, str]] = {
-    "message-removed": ("breaking", "compatible", "removed", "in the document, not seen in the traffic"),
-    "message-added": ("compatible", "breaking", "added", "in the traffic, not in the document"),
-    "newly-required": ("breaking", "compatible", "newly required", "optional in the document, in every message"),
-    "added-required": ("breaking", "breaking", "added, required", "in the traffic, not in the document"),
-    "added-optional": ("compatible", "breaking", "added, optional", "in the traffic, not in the document"),
-    "required-removed": ("breaking", "breaking", "removed (it was required)",
-                         "required by the document, never in the traffic"),
-    "optional-removed": ("compatible", "compatible", "removed (it was optional)",
-                         "optional in the document, never in the traffic"),
-    "no-longer-required": ("compatible", "breaking", "no longer required",
-                           "required by the document, missing from some messages"),
-    "type-narrowed": ("breaking", "compatible", "type narrowed", "the traffic used fewer types"),
-    "type-widened": ("compatible", "breaking", "type widened", "the traffic used types the document does not allow"),
-    "type-changed": ("breaking", "breaking", "type changed", "the traffic used another type"),
-    "type-dropped": ("compatible", "compatible", "type no longer constrained", "no value seen to tell its type"),
-    "type-added": ("breaking", "compatible", "now constrained to a type", "the document allows any type"),
-    "values-removed": ("breaking", "compatible", "values removed", "values the traffic never used"),
-    "values-added": ("compatible", "breaking", "values added", "values outside the document's"),
-    "values-changed": ("breaking", "breaking", "values changed", "values outside the document's"),
-    "values-dropped": ("compatible", "compatible", "any value allowed now", "no enum inferred from the traffic"),
-    "values-limited": ("breaking", "compatible", "now limited to", "the document allows any value"),
+_B: Impact = "breaking"
+_C: Impact = "compatible"
+# Per kind: the impact when a document changed, on a message the server reads (a request, a client
+# event: narrowing breaks the clients that send it) and on one the client reads (a reply, a server
+# event: widening breaks the clients that read it); the impact when traffic drifts from a document;
+# then the words of a change and of a drift.
+_TABLE: dict[ChangeKind, tuple[Impact, Impact, Impact, str, str]] = {
+    "message-removed": (_B, _B, _C, "removed", "in the document, not seen in the traffic"),
+    "message-added": (_C, _C, _B, "added", "in the traffic, not in the document"),
+    "newly-required": (_B, _C, _C, "newly required", "optional in the document, in every message"),
+    "added-required": (_B, _C, _B, "added, required", "in the traffic, not in the document"),
+    "added-optional": (_C, _C, _B, "added, optional", "in the traffic, not in the document"),
+    "required-removed": (_C, _B, _B, "removed (it was required)", "required by the document, never in the traffic"),
+    "optional-removed": (_C, _C, _C, "removed (it was optional)", "optional in the document, never in the traffic"),
+    "no-longer-required": (_C, _B, _B, "no longer required", "required by the document, missing from some messages"),
+    "type-narrowed": (_B, _C, _C, "type narrowed", "the traffic used fewer types"),
+    "type-widened": (_C, _B, _B, "type widened", "the traffic used types the document does not allow"),
+    "type-changed": (_B, _B, _B, "type changed", "the traffic used another type"),
+    "type-dropped": (_C, _B, _C, "type no longer constrained", "no value seen to tell its type"),
+    "type-added": (_B, _C, _C, "now constrained to a type", "the document allows any type"),
+    "values-removed": (_B, _C, _C, "values removed", "values the traffic never used"),
+    "values-added": (_C, _B, _B, "values added", "values outside the document's"),
+    "values-changed": (_B, _B, _B, "values changed", "values outside the document's"),
+    "values-dropped": (_C, _B, _C, "any value allowed now", "no enum inferred from the traffic"),
+    "values-limited": (_B, _C, _C, "now limited to", "the document allows any value"),
 }
+_SERVER_READS = {"request", "client-event"}
 _KIND_WORDS = {"request": "request", "reply": "reply", "event": "server event", "client-event": "client event"}
 
 
@@ -75,21 +80,23 @@ def diff(old: Catalogue, new: Catalogue, old_document: Any, new_document: Any, r
     changes: list[Change] = []
     before, after = old.messages(), new.messages()
 
-    def add(kind: ChangeKind, where: str, pointer: str, detail: str = "") -> None:
-        for_diff, for_drift, diff_words, drift_words = _TABLE[kind]
-        words = diff_words if reading == "diff" else drift_words
-        changes.append(Change(for_diff if reading == "diff" else for_drift, kind, where, pointer,
-                              f"{words}{': ' + detail if detail else ''}"))
+    def add(kind: ChangeKind, message_kind: str, where: str, pointer: str, detail: str = "") -> None:
+        server_reads, client_reads, drift, diff_words, drift_words = _TABLE[kind]
+        if reading == "drift":
+            impact, words = drift, drift_words
+        else:
+            impact, words = (server_reads if message_kind in _SERVER_READS else client_reads), diff_words
+        changes.append(Change(impact, kind, where, pointer, f"{words}{': ' + detail if detail else ''}"))
 
     for key in sorted(before.keys() | after.keys()):
         kind, name = key
         where = f"{_KIND_WORDS[kind]} {name}"
         if key not in after:
-            add("message-removed", where, "", before[key].name)
+            add("message-removed", kind, where, "", before[key].name)
         elif key not in before:
-            add("message-added", where, "", after[key].name)
+            add("message-added", kind, where, "", after[key].name)
         else:
-            _Walker(old_document, new_document, lambda k, p, d="", w=where: add(k, w, p, d)).compare(
+            _Walker(old_document, new_document, lambda k, p, d="", w=where, m=kind: add(k, m, w, p, d)).compare(
                 before[key].schema, after[key].schema, "", 0)
     changes.sort(key=lambda change: (change.impact != "breaking", change.message, change.pointer))
     return changes
