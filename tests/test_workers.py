@@ -261,3 +261,24 @@ def test_workers_need_a_folder_and_sane_numbers(tmp_path) -> None:
 
 if sys.platform != "linux":  # SO_REUSEPORT as Linux has it; elsewhere one acceptor would hand sockets on
     pytestmark = [pytest.mark.slow, pytest.mark.skip(reason="record --workers is tested on Linux")]
+
+
+async def test_every_worker_checks_against_the_spec_and_infer_reads_the_folder(chat_server, tmp_path) -> None:
+    # `record --workers 2 --spec FILE`: each worker loads the document; a folder is inferred from like a file
+    import yaml
+    document = yaml.safe_load((Path(__file__).parent.parent / "docs" / "chat-protocol.asyncapi.yaml").read_text())
+    document["components"]["messages"]["newResponse"]["payload"]["properties"]["payload"]["properties"]["messageId"] = {
+        "type": "string"}  # the server answers with an integer: every `new` response breaks it
+    spec = tmp_path / "strict.yaml"
+    spec.write_text(yaml.safe_dump(document))
+    folder = tmp_path / "rec"
+    async with workers(chat_server.url, folder, "--workers", "2", "--spec", str(spec)) as master:
+        await run_load(master.url, users=6, messages=5)
+        code, _summary = await master.stop()
+    assert code == 0, master.said()
+    assert rows(folder, "SELECT count(*), min(pointer), count(DISTINCT conn_id) > 1 FROM violations "
+                        "WHERE code = 'spec-reply'") == [(30, "/payload/messageId", True)]
+    inferred = wsproxy("spec", "infer", str(folder), "--format", "json")
+    assert inferred.returncode == 0, inferred.stderr
+    messages = json.loads(inferred.stdout)["components"]["messages"]
+    assert messages["newRequest"]["x-wsproxy-observations"] == 30

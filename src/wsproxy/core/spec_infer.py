@@ -51,6 +51,13 @@ class Channel:
     query: Shape = field(default_factory=Shape)
 
 
+@dataclass(slots=True)
+class _Open:
+    path: str
+    owner: str  # whose event stream: the ?user= name, else the connection
+    waiting: dict[str, str] = field(default_factory=dict)  # request id -> payloadType, to name its response
+
+
 class Inference:
     """Traffic in (``add``), an AsyncAPI 3.0 document out (``document``)."""
 
@@ -62,22 +69,34 @@ class Inference:
         self.event_ids: dict[str, list[int]] = {}  # user (or connection) -> stateful event ids, in order
         self.texts = 0
         self.unreadable = 0
+        self._open: dict[tuple[int, int], _Open] = {}  # (session, connection) -> what its messages need
 
     def add(self, session: RecordedSession) -> None:
+        """A whole session held as values (a JSONL export, a HAR file)."""
         for conn in session.replayable:
-            channel = self.channels.get(conn.path)
-            if channel is None:
-                channel = self.channels[conn.path] = Channel(conn.path)
-            channel.connections += 1
-            query = dict(parse_qsl(conn.query, keep_blank_values=True))
-            channel.query.add(query)
-            owner = query.get(USER_PARAMETER) or f"{session.session_id}/{conn.conn_id}"
-            if USER_PARAMETER in query:
-                self.users.add(query[USER_PARAMETER])
-            waiting: dict[str, str] = {}  # request id -> payloadType, to name the responses
+            key = (session.session_id, conn.conn_id)
+            self.connection(key, conn.path, conn.query)
             for frame in conn.frames:
                 if frame.kind == "text" and frame.text is not None:
-                    self._message(conn.path, owner, frame.sender, frame.text, waiting)
+                    self.message(key, frame.sender, frame.text)
+
+    def connection(self, key: tuple[int, int], path: str, query: str) -> None:
+        """A connection that opened (its messages come with the same ``key``: session and connection)."""
+        channel = self.channels.get(path)
+        if channel is None:
+            channel = self.channels[path] = Channel(path)
+        channel.connections += 1
+        values = dict(parse_qsl(query, keep_blank_values=True))
+        channel.query.add(values)
+        if USER_PARAMETER in values:
+            self.users.add(values[USER_PARAMETER])
+        self._open[key] = _Open(path, values.get(USER_PARAMETER) or f"{key[0]}/{key[1]}")
+
+    def message(self, key: tuple[int, int], sender: str, text: str) -> None:
+        """One text message of an open connection, in the order it was relayed."""
+        conn = self._open.get(key)
+        if conn is not None:
+            self._message(conn.path, conn.owner, sender, text, conn.waiting)
 
     def _message(self, path: str, owner: str, sender: str, text: str, waiting: dict[str, str]) -> None:
         self.texts += 1

@@ -15,39 +15,46 @@ from typing import Any
 import yaml
 
 from wsproxy.core.errors import first_line
-from wsproxy.core.recorded import RecordedSession
 from wsproxy.core.schema_infer import Enums
 from wsproxy.core.spec_contract import Catalogue, Contract, SpecError, read_catalogue
 from wsproxy.core.spec_infer import Inference
+from wsproxy.store.read import observations
+from wsproxy.store.recording import open_recording
 
 SpecFormat = str  # yaml, json or markdown
 SPEC_FORMATS = ("yaml", "json", "markdown")
 
 
-def sessions(path: Path) -> Iterator[RecordedSession]:
-    """Every session of a recording (a DuckDB file or folder holds many; JSONL and HAR one)."""
+def infer(paths: list[Path], enums: Enums, progress: Callable[[str], None] | None = None) -> Inference:
+    """Every session of each recording into one inference: DuckDB files and folders streamed (a day's
+    capture need not fit in memory), JSONL and HAR read whole."""
     from wsproxy.replay.source import load_recording, source_kind
-    if path.exists() and source_kind(path) == "duckdb":
-        from wsproxy.store.read import load_session
-        from wsproxy.store.recording import open_recording
+    inference = Inference(enums)
+    for path in paths:
+        if progress is not None:
+            progress(f"reading {path.name}…")
+        if not (path.exists() and source_kind(path) == "duckdb"):
+            inference.add(load_recording(path))
+            continue
         con = open_recording(path)
         try:
             for (session_id,) in con.execute("SELECT session_id FROM sessions ORDER BY session_id").fetchall():
-                yield load_session(con, session_id)
+                _stream(con, session_id, inference)
+                if progress is not None:
+                    progress(f"reading {path.name}: session {session_id}, {inference.texts:,} messages")
         finally:
             con.close()
-    else:
-        yield load_recording(path)
-
-
-def infer(paths: list[Path], enums: Enums, progress: Callable[[str], None] | None = None) -> Inference:
-    inference = Inference(enums)
-    for path in paths:
-        for session in sessions(path):
-            if progress is not None:
-                progress(f"reading {path.name} session {session.session_id}")
-            inference.add(session)
     return inference
+
+
+def _stream(con: Any, session_id: int, inference: Inference) -> None:
+    for conn_id, path, query in con.execute(
+            "SELECT conn_id, path, query FROM connections WHERE session_id = ? AND coalesce(status, 101) = 101 "
+            "ORDER BY opened_at, conn_id", [session_id]).fetchall():
+        inference.connection((session_id, conn_id), path or "/", query or "")
+    for _rank, conn_id, _ts, _seq, sender, kind, text, _data in observations(con, session_id):
+        if kind == "text" and text is not None:
+            inference.message((session_id, conn_id), sender, text)
 
 
 def load_document(path: Path) -> Any:
