@@ -240,6 +240,7 @@ async def test_a_response_that_matches_no_reply(faulty_chat_server, proxy, tmp_p
     assert done.returncode == 1
     replies = [f for f in json.loads(done.stdout)["findings"] if f["code"] == "spec-reply"]
     assert replies and "closest newResponse: expected string, got integer" in replies[0]["message"]
+    assert replies[0]["pointer"] == "/payload/messageId"
 
 
 def test_profiles_set_spec_severities(tmp_path) -> None:

@@ -63,7 +63,7 @@ def check_report_json(report: CheckReport) -> dict[str, Any]:
         "counts": report.counts,
         "findings": [{"conn_id": f.conn_id, "seq": f.seq, "ts": _iso(f.ts), "code": f.code,
                       "severity": f.severity, "message": f.message, "request_id": f.request_id,
-                      "event_id": f.event_id} for f in report.findings],
+                      "event_id": f.event_id, "pointer": f.pointer} for f in report.findings],
     }
 
 
