@@ -198,26 +198,24 @@ class _Compiler:
             return all_of
 
         def any_of(value: Any, pointer: str, out: list[Problem]) -> None:
-            results = []
+            trials = []
             for branch in branches:
                 trial: list[Problem] = []
                 branch(value, pointer, trial)
-                if not trial:
-                    results.append(trial)
-                    if keyword == "anyOf":
-                        return
+                if not trial and keyword == "anyOf":
+                    return  # one fits: enough
+                trials.append(trial)
+            fits = sum(1 for trial in trials if not trial)
+            if fits > 1:
+                out.append(Problem("constraint", pointer, f"matches {fits} of the oneOf schemas, exactly one allowed"))
+            elif not fits:
+                closest = min(trials, key=lambda trial: (sum(p.kind != "extra" for p in trial), len(trial)))
+                if all(problem.kind == "extra" for problem in closest):
+                    out.extend(closest)  # it fits but for fields the document does not list
                 else:
-                    results.append(trial)
-            clean = [r for r in results if not r]
-            if keyword == "oneOf" and len(clean) > 1:
-                out.append(Problem("constraint", pointer, f"matches {len(clean)} of the oneOf schemas, exactly one allowed"))
-            elif not clean:
-                best = min(results, key=lambda r: (any(p.kind != "extra" for p in r), len(r)))
-                if all(p.kind == "extra" for p in best):
-                    out.extend(best)  # matches but for fields the document does not list
-                else:
-                    out.append(Problem(best[0].kind, best[0].pointer,
-                                       f"matches none of the {keyword} schemas (the closest: {best[0].words})"))
+                    first = next(problem for problem in closest if problem.kind != "extra")
+                    out.append(Problem("constraint", first.pointer,
+                                       f"matches none of the {keyword} schemas (the closest: {first.words})"))
         return any_of
 
 

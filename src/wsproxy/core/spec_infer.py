@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
@@ -103,15 +103,12 @@ class Inference:
         try:
             envelope = _decode(text)
         except msgspec.DecodeError:
-            self.unreadable += 1
-            return
-        if not isinstance(envelope, dict):
-            self.unreadable += 1
-            return
-        kind, name = _classify(envelope, sender, waiting)
+            envelope = None
+        kind, name = _classify(envelope, sender, waiting) if isinstance(envelope, dict) else (None, None)
         if kind is None or name is None:
-            self.unreadable += 1
+            self.unreadable += 1  # not JSON, not an envelope, or a response to no request we saw
             return
+        assert isinstance(envelope, dict)
         seen = self.messages.get((kind, name))
         if seen is None:
             seen = self.messages[(kind, name)] = Seen(kind, name, example=_redacted(envelope))
@@ -126,34 +123,31 @@ class Inference:
                  server: str | None = None) -> dict[str, Any]:
         """The AsyncAPI 3.0 document of everything added (components, channels, operations)."""
         enums = Enums(self.enums.limit, self.enums.repeat, self.enums.not_values | self.users)
-        channel_ids = {path: _name(path.strip("/") or "root") for path in sorted(self.channels)}
-        messages: dict[str, Any] = {}
-        for key in sorted(self.messages, key=_order):
-            seen = self.messages[key]
-            messages[message_name(seen.kind, seen.name)] = self._message_object(seen, enums)
+        catalogue = [self.messages[key] for key in sorted(self.messages, key=_order)]
+        channel_ids: dict[str, str] = {}
+        for path in sorted(self.channels):
+            base = _name(path.strip("/") or "root")
+            channel_ids[path] = base if base not in channel_ids.values() else f"{base}_{len(channel_ids)}"
+        event_ids = self._event_id_facts()
         channels: dict[str, Any] = {}
-        for path, channel_id in channel_ids.items():
-            channel = self.channels[path]
-            names = [message_name(s.kind, s.name) for k, s in sorted(self.messages.items(), key=lambda i: _order(i[0]))
-                     if path in s.channels]
-            entry: dict[str, Any] = {"address": path,
-                                     "messages": {n: {"$ref": f"#/components/messages/{n}"} for n in names}}
-            query = channel.query.schema(Enums(0))
-            if query.get("properties"):
-                entry["bindings"] = {"ws": {"query": query, "bindingVersion": "0.1.0"}}
-            ids = self._event_id_facts()
-            if ids and any(s.kind == "event" and s.with_id for s in self.messages.values() if path in s.channels):
-                entry["x-wsproxy-event-ids"] = ids
-            entry["x-wsproxy-connections"] = channel.connections
-            channels[channel_id] = entry
         operations: dict[str, Any] = {}
         for path, channel_id in channel_ids.items():
+            used = [seen for seen in catalogue if path in seen.channels]
+            entry: dict[str, Any] = {"address": path, "messages": {
+                message_name(seen.kind, seen.name): {"$ref": f"#/components/messages/{message_name(seen.kind, seen.name)}"}
+                for seen in used}}
+            query = self.channels[path].query.schema(Enums(0))
+            if query.get("properties"):
+                entry["bindings"] = {"ws": {"query": query, "bindingVersion": "0.1.0"}}
+            if event_ids and any(seen.kind == "event" and seen.with_id for seen in used):
+                entry["x-wsproxy-event-ids"] = event_ids
+            entry["x-wsproxy-connections"] = self.channels[path].connections
+            channels[channel_id] = entry
             suffix = "" if len(channel_ids) == 1 else f"_{channel_id}"
-            for seen in sorted(self.messages.values(), key=lambda s: _order((s.kind, s.name))):
-                if path not in seen.channels or seen.kind in ("response", "error"):
-                    continue
-                operation_id, operation = self._operation(seen, channel_id, path)
-                operations[operation_id + suffix] = operation
+            for seen in used:
+                if seen.kind not in ("response", "error"):  # replies belong to their request's operation
+                    operation_id, operation = self._operation(seen, channel_id, path)
+                    operations[operation_id + suffix] = operation
         document: dict[str, Any] = {
             "asyncapi": "3.0.0",
             "info": {"title": title, "version": version,
@@ -163,13 +157,14 @@ class Inference:
             "defaultContentType": "application/json",
         }
         if server:
-            host, _, rest = server.partition("://")[2].partition("/") if "://" in server else (server, "", "")
-            document["servers"] = {"upstream": {"host": host, "protocol": server.partition("://")[0] or "ws"}}
-            if rest:
-                document["servers"]["upstream"]["pathname"] = "/" + rest
+            url = urlsplit(server if "://" in server else f"ws://{server}")
+            document["servers"] = {"upstream": {"host": url.netloc, "protocol": url.scheme,
+                                                **({"pathname": url.path} if url.path not in ("", "/") else {})}}
         document["channels"] = channels
         document["operations"] = operations
-        document["components"] = {"messages": messages, "correlationIds": {"envelopeId": CORRELATION}}
+        document["components"] = {"messages": {message_name(seen.kind, seen.name): self._message_object(seen, enums)
+                                               for seen in catalogue},
+                                  "correlationIds": {"envelopeId": CORRELATION}}
         return document
 
     def _message_object(self, seen: Seen, enums: Enums) -> dict[str, Any]:
