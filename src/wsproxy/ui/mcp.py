@@ -111,13 +111,15 @@ def build_server(reader: Reader) -> MCPServer:
                        offset: int = 0, limit: int = 100) -> dict[str, Any]:
         """The protocol checker's findings (the `violations` table) of a session (default: the newest),
         in time order: conn_id, seq of the frame concerned (null: about the connection as a whole),
-        time, rule code, severity, message, request or event id, and whether a deliberate injection
-        (--inject or a person's edit) caused it. Also `by_code`: how many of each rule."""
+        time, rule code, severity, message, request or event id, whether a deliberate injection
+        (--inject or a person's edit) caused it, and for a spec-* finding (record --spec) the JSON
+        pointer of what failed in the envelope. Also `by_code`: how many of each rule."""
         session = await views.session_id(reader, session_id)
         where = "session_id = ? AND (? IS NULL OR conn_id = ?) AND (? IS NULL OR code = ?) AND (? IS NULL OR severity = ?)"
         params = [session, conn_id, conn_id, code, code, severity, severity]
         rows = await reader.query(f"SELECT conn_id, seq, ts, code, severity, message, request_id, event_id, "
-                                  f"coalesce(to_json(v)->>'caused_by_injection' = 'true', false) AS caused_by_injection "
+                                  f"coalesce(to_json(v)->>'caused_by_injection' = 'true', false) AS caused_by_injection, "
+                                  f"to_json(v)->>'pointer' AS pointer "  # older recordings have no such column
                                   f"FROM violations v WHERE {where} ORDER BY ts, conn_id, seq LIMIT ? OFFSET ?",
                                   [*params, min(limit, PAGE_LIMIT), max(0, offset)])
         counts = await reader.query(f"SELECT code, severity, count(*) AS count FROM violations WHERE {where} "
