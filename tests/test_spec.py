@@ -468,3 +468,47 @@ def _HAND_CONTRACT():
     if "_CONTRACT" not in globals():
         _CONTRACT = load_contract(HAND_WRITTEN)
     return _CONTRACT
+
+
+@pytest.mark.core
+def test_a_document_from_the_servers_view_with_allof_and_channel_messages() -> None:
+    # Written another way than ours: the server's view (it receives requests and sends events), the
+    # envelope as an allOf of a shared base, the operation's messages left to its channel's, the
+    # discriminator as a one-value enum, a Multi Format Schema Object.
+    from wsproxy.core.protocol import decode
+    from wsproxy.core.spec_contract import Contract
+    document = {
+        "asyncapi": "3.0.0", "info": {"title": "t", "version": "1"},
+        "channels": {
+            "requests": {"address": "/chat", "messages": {"new": {"$ref": "#/components/messages/new"}}},
+            "events": {"address": "/chat", "messages": {"typing": {"$ref": "#/components/messages/typing"}}}},
+        "operations": {
+            "onNew": {"action": "receive", "channel": {"$ref": "#/channels/requests"},
+                      "reply": {"messages": [{"$ref": "#/components/messages/answer"}]}},
+            "sendTyping": {"action": "send", "channel": {"$ref": "#/channels/events"}}},
+        "components": {
+            "schemas": {"Envelope": {"type": "object", "required": ["type", "timestamp"],
+                                     "properties": {"type": {"type": "string"}, "timestamp": {"type": "number"},
+                                                    "id": {"type": "string"}}}},
+            "messages": {
+                "new": {"payload": {"allOf": [{"$ref": "#/components/schemas/Envelope"}, {
+                    "properties": {"type": {"enum": ["request"]}, "payloadType": {"enum": ["new"]},
+                                   "payload": {"type": "object", "required": ["chatId"]}}}]}},
+                "answer": {"payload": {"schemaFormat": "application/schema+json;version=draft-07", "schema": {
+                    "type": "object", "properties": {"payload": {"type": "object", "required": ["messageId"]}}}}},
+                "typing": {"payload": {"type": "object", "properties": {
+                    "type": {"const": "event"}, "eventType": {"const": "typing"}, "timestamp": {"type": "number"},
+                    "payload": {"type": "object", "required": ["userId"]}}}}}}}
+    contract = Contract(document, "server.yaml")
+    assert list(contract.requests) == ["new"] and list(contract.server_events) == ["typing"]
+
+    def problems(sender: str, text: str, answers: str | None = None) -> list[tuple[str, str]]:
+        return [(code, pointer) for code, pointer, _ in contract.check_message(sender, decode("text", text, sender), answers)]
+    assert problems("client", '{"type":"request","timestamp":1,"id":"a","payloadType":"new","payload":{"chatId":"b"}}') == []
+    assert problems("client", '{"type":"request","timestamp":1,"id":"a","payloadType":"new","payload":{}}') == [
+        ("spec-required", "/payload/chatId")]
+    assert problems("server", '{"type":"response","timestamp":1,"id":"a","payload":{}}', "new") == [
+        ("spec-reply", "/payload/messageId")]
+    assert problems("server", '{"type":"event","timestamp":1,"eventType":"typing","payload":{"userId":"u"}}') == []
+    assert problems("client", '{"type":"event","timestamp":1,"eventType":"typing","payload":{"chatId":"u"}}') == [
+        ("spec-unknown-type", "/eventType")]  # the document has typing from the server only

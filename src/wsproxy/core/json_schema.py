@@ -83,16 +83,18 @@ def resolve(document: Any, ref: str) -> Any:
 class _Compiler:
     def __init__(self, document: Any) -> None:
         self.document = document
-        self.refs: dict[str, list[Check]] = {}  # each ref compiled once; a cell, for cycles
+        self.refs: dict[tuple[str, frozenset[str]], list[Check]] = {}  # each ref compiled once; a cell, for cycles
 
-    def compile(self, schema: Any) -> Check:
+    def compile(self, schema: Any, siblings: frozenset[str] = frozenset()) -> Check:
+        """The check of ``schema``; ``siblings``: field names that other parts of an ``allOf`` list, which
+        are no extra fields here."""
         if schema is True or schema == {}:
             return _anything
         if schema is False:
             return lambda value, pointer, out: out.append(Problem("constraint", pointer, "nothing is allowed here"))
         if not isinstance(schema, dict):
             raise SchemaError(f"a schema must be an object or a boolean, not {describe(schema)}")
-        checks = [check for check in self._keywords(schema) if check is not _anything]
+        checks = [check for check in self._keywords(schema, siblings) if check is not _anything]
         if not checks:
             return _anything
         if len(checks) == 1:
@@ -103,10 +105,10 @@ class _Compiler:
                 check(value, pointer, out)
         return all_of
 
-    def _keywords(self, schema: dict[str, Any]) -> list[Check]:
+    def _keywords(self, schema: dict[str, Any], siblings: frozenset[str]) -> list[Check]:
         checks: list[Check] = []
         if "$ref" in schema:
-            checks.append(self._ref(schema["$ref"]))
+            checks.append(self._ref(schema["$ref"], siblings))
         types = schema.get("type")
         object_like = types == "object" or "properties" in schema or "required" in schema
         if types is not None:
@@ -116,13 +118,13 @@ class _Compiler:
         if "enum" in schema:
             checks.append(_enum_check(list(schema["enum"]), f"must be one of {json.dumps(schema['enum'])}"))
         if object_like or "additionalProperties" in schema:
-            checks.append(self._object(schema))
+            checks.append(self._object(schema, siblings))
         if isinstance(schema.get("items"), (dict, bool)) or "minItems" in schema or "maxItems" in schema:
             checks.append(self._array(schema))
         checks.extend(_bounds(schema))
         for keyword in ("allOf", "anyOf", "oneOf"):
             if keyword in schema:
-                checks.append(self._combined(keyword, schema[keyword]))
+                checks.append(self._combined(keyword, schema[keyword], siblings | self._listed(schema)))
         if "not" in schema:
             negated = self.compile(schema["not"])
 
@@ -134,14 +136,25 @@ class _Compiler:
             checks.append(not_)
         return checks
 
-    def _ref(self, ref: str) -> Check:
-        cell = self.refs.get(ref)
+    def _ref(self, ref: str, siblings: frozenset[str]) -> Check:
+        cell = self.refs.get((ref, siblings))
         if cell is None:
-            cell = self.refs[ref] = []
-            cell.append(self.compile(resolve(self.document, ref)))
+            cell = self.refs[(ref, siblings)] = []
+            cell.append(self.compile(resolve(self.document, ref), siblings))
         return lambda value, pointer, out: cell[0](value, pointer, out)
 
-    def _object(self, schema: dict[str, Any]) -> Check:
+    def _listed(self, schema: dict[str, Any]) -> frozenset[str]:
+        """The field names a schema and the parts of its ``allOf`` list (through ``$ref``)."""
+        names: set[str] = set()
+        for part in [schema, *(schema.get("allOf") or [])]:
+            for _ in range(8):
+                if isinstance(part, dict) and "$ref" in part:
+                    part = resolve(self.document, part["$ref"])
+            if isinstance(part, dict):
+                names.update(part.get("properties") or {})
+        return frozenset(names)
+
+    def _object(self, schema: dict[str, Any], siblings: frozenset[str]) -> Check:
         properties = {name: self.compile(sub) for name, sub in (schema.get("properties") or {}).items()}
         required = list(schema.get("required") or [])
         extra = schema.get("additionalProperties")
@@ -166,7 +179,7 @@ class _Compiler:
                         check(item, f"{pointer}/{_escape(name)}", out)
                 elif allow_extra is not None:
                     allow_extra(item, f"{pointer}/{_escape(name)}", out)
-                elif listed:
+                elif listed and name not in siblings:
                     out.append(Problem("extra", f"{pointer}/{_escape(name)}",
                                        f"{name!r} is not in the document's properties"))
         return check_object
@@ -187,10 +200,11 @@ class _Compiler:
                     items(item, f"{pointer}/{index}", out)
         return check_array
 
-    def _combined(self, keyword: str, schemas: Any) -> Check:
+    def _combined(self, keyword: str, schemas: Any, siblings: frozenset[str]) -> Check:
         if not isinstance(schemas, list) or not schemas:
             raise SchemaError(f"{keyword} must be a non-empty list of schemas")
-        branches = [self.compile(sub) for sub in schemas]
+        # the parts of an allOf describe one object together: a field one lists is no extra in another
+        branches = [self.compile(sub, siblings if keyword == "allOf" else frozenset()) for sub in schemas]
         if keyword == "allOf":
             def all_of(value: Any, pointer: str, out: list[Problem]) -> None:
                 for branch in branches:
