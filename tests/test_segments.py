@@ -5,6 +5,7 @@ test_workers.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from pathlib import Path
@@ -290,3 +291,33 @@ def test_record_into_a_folder_refuses_a_file_and_bad_values(tmp_path) -> None:
                        (("--rotate", "5"), "give a unit")]:
         done = wsproxy("record", "--listen", "127.0.0.1:0", *args)
         assert done.returncode == 2 and says in done.stderr, (args, done.stderr)
+
+
+async def test_a_segment_cut_while_a_request_waited_checks_clean_alone(faulty_chat_server, proxy, tmp_path) -> None:
+    # A rotation between a request and its response: the first segment ends with the request waiting and
+    # its connection carried into the next segment. Checked alone, it is not "unanswered" there (the
+    # answer is in the next segment); a recording that just stops (a killed recorder) still says so.
+    server = await faulty_chat_server("drop-response")
+    db = tmp_path / "rec.duckdb"
+    session = await proxy(server.url, db=db)
+    client = await ChatClient.connect(session.url, "alice")
+    await client.subscribe()
+    await client.send_json({"type": "request", "timestamp": time.time(), "id": "lost", "payloadType": "new",
+                            "payload": {"chatId": "bob", "message": "hi"}})
+    await eventually(lambda: session.recorder.stats.rows_written >= 3)
+    await client.close()
+    await session.stop()
+    with duckdb.connect(str(db)) as con:  # as the first segment of a rotation has it: nothing closed yet
+        con.execute("UPDATE connections SET closed_at = NULL, close_code = NULL, closed_by = NULL")
+        con.execute("UPDATE sessions SET ended_at = NULL")
+        con.execute("DELETE FROM frame_store WHERE kind = 'close'")
+        con.execute("DELETE FROM violations")
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    first = folder / "s00001-w000-000001.duckdb"
+    shutil.copy(db, first)
+    codes = lambda path: [f["code"] for f in json.loads(wsproxy("check", str(path), "--format", "json").stdout)["findings"]]  # noqa: E731
+    assert codes(db) == ["unanswered-request"]  # a recording that stopped: the request was never answered
+    assert codes(first) == ["unanswered-request"]  # the last segment: nothing follows it
+    shutil.copy(db, folder / "s00001-w000-000002.duckdb")
+    assert codes(first) == []  # the next segment follows: the request's connection goes on there

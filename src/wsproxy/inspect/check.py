@@ -10,6 +10,7 @@ from wsproxy.core.checker import Checker
 from wsproxy.core.profile import CHAT_PROFILE, Profile, fails
 from wsproxy.core.protocol import Finding, MessageDecoder
 from wsproxy.core.recorded import RecordedFrame, RecordedSession
+from wsproxy.core.segments import parse_segment_name
 from wsproxy.store.read import SessionInfo, last_time, observations, session_info
 from wsproxy.store.recording import open_recording
 
@@ -58,12 +59,19 @@ def check_recording(path: Path, session_id: int | None = None, profile: Profile 
             else:
                 findings += checker.close(conn_id, ts)
         end = last_time(con, info.session_id)
-        if end is not None:
+        if end is not None and not continues(path):
             findings += checker.finish(end)  # connections never closed (the recorder was killed)
     finally:
         con.close()
     findings.sort(key=lambda f: (f.conn_id or 0, f.seq or 0, f.code))
     return CheckReport(path, info, profile.name, findings)
+
+
+def continues(path: Path) -> bool:
+    """A segment whose session goes on in the next segment of its folder: the connections still open
+    at its end were carried there (``record.rotation``), so what they still await is not missing."""
+    name = parse_segment_name(path.name)
+    return name is not None and (path.parent / name.next().file_name).exists()
 
 
 def check_session(session: RecordedSession, profile: Profile = CHAT_PROFILE) -> list[Finding]:
