@@ -253,6 +253,18 @@ def test_profiles_set_spec_severities(tmp_path) -> None:
     assert profile.severity("spec-extra-field") == "off" and profile.severity("spec-unknown-type") == "info"
 
 
+@pytest.mark.core
+def test_the_catalogue_ends_on_a_ref_that_names_itself() -> None:
+    from wsproxy.inspect.spec import markdown
+    document = {"asyncapi": "3.0.0", "info": {"title": "t", "version": "1"},
+                "operations": {"x": {"action": "send", "messages": [{"$ref": "#/components/messages/m"}]}},
+                "components": {"schemas": {"Loop": {"$ref": "#/components/schemas/Loop"}}, "messages": {"m": {
+                    "payload": {"type": "object", "properties": {
+                        "type": {"const": "request"}, "payloadType": {"const": "new"},
+                        "payload": {"$ref": "#/components/schemas/Loop"}}}}}}}
+    assert "| `payload` | any | no |  |" in markdown(document)
+
+
 # --- diff and drift ---
 
 def test_diff_tells_breaking_from_compatible(tmp_path) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from wsproxy.cli.app import command, err, run_until_signal, shown
-from wsproxy.cli.options import SessionOption, SpecOption, choice
+from wsproxy.cli.options import SessionOption, SpecOption, choice, profile
 from wsproxy.core.errors import EXIT_FOUND, UserError
 
 PANEL = "Replay"
@@ -78,7 +78,6 @@ def replay(
             raise UserError(f"replay --inject acts on what the mock server sends: {rule.text!r} selects what "
                             f"the client sends (use it with `wsproxy record`)")
     rules = [replace(rule, sender="server") if rule.direction is None else rule for rule in rules]
-    from wsproxy.cli.options import profile
     from wsproxy.core.checker import Checker
     checked = profile(None, spec) if spec is not None else None
     session = load_recording(recording, session_id)

@@ -55,13 +55,31 @@ def compile_schema(schema: Any, document: Any = None) -> Check:
     return _Compiler(document if document is not None else schema).compile(schema)
 
 
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a decoded JSON value, as written (``1.0`` is a number; ``True`` is no
+    integer)."""
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "boolean"
+    return {int: "integer", float: "number", str: "string", list: "array"}.get(type(value), "object")
+
+
 def describe(value: Any) -> str:
     """A value as the words of a problem: its JSON type and, when short, the value."""
-    kind = next((name for name, test in _TYPES.items() if name != "integer" and test(value)), "value")
-    if kind == "number" and type(value) is int:
-        kind = "integer"
+    kind = json_type(value)
     text = json.dumps(value, ensure_ascii=False)
     return kind if kind in ("object", "array") or len(text) > 40 else f"{kind} {text}"
+
+
+def follow(document: Any, node: Any, hops: int = 8) -> Any:
+    """``node`` with its ``$ref`` followed, and the next one's, at most ``hops`` times (a ``$ref`` that
+    names itself ends there instead of looping)."""
+    for _ in range(hops):
+        if not isinstance(node, dict) or "$ref" not in node:
+            return node
+        node = resolve(document, node["$ref"])
+    return node
 
 
 def resolve(document: Any, ref: str) -> Any:
@@ -147,9 +165,7 @@ class _Compiler:
         """The field names a schema and the parts of its ``allOf`` list (through ``$ref``)."""
         names: set[str] = set()
         for part in [schema, *(schema.get("allOf") or [])]:
-            for _ in range(8):
-                if isinstance(part, dict) and "$ref" in part:
-                    part = resolve(self.document, part["$ref"])
+            part = follow(self.document, part)
             if isinstance(part, dict):
                 names.update(part.get("properties") or {})
         return frozenset(names)

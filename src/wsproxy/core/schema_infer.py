@@ -7,13 +7,15 @@ items of every array merged across all elements; a string whose few values repea
 ``enum`` (``Enums`` says how few and how often). What JSON Schema cannot say from traffic (formats,
 bounds) is left out rather than guessed.
 
-Core module: standard library only.
+Core module: standard library and ``core`` only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from wsproxy.core.json_schema import json_type
 
 JsonType = str  # one of JSON Schema's type names: null boolean integer number string array object
 _ORDER = ("object", "array", "string", "integer", "number", "boolean", "null")
@@ -65,27 +67,6 @@ class Shape:
             if len(self.strings) > enum_memory:
                 self.strings = None
 
-    def merge(self, other: Shape) -> None:
-        """Fold in what another Shape saw (the same place in another recording)."""
-        self.seen += other.seen
-        for kind, count in other.types.items():
-            self.types[kind] = self.types.get(kind, 0) + count
-        if self.strings is not None and other.strings is not None:
-            for text, count in other.strings.items():
-                self.strings[text] = self.strings.get(text, 0) + count
-        else:
-            self.strings = None
-        self.objects += other.objects
-        for key, child in other.properties.items():
-            mine = self.properties.get(key)
-            if mine is None:
-                self.properties[key] = mine = Shape()
-            mine.merge(child)
-        if other.items is not None:
-            if self.items is None:
-                self.items = Shape()
-            self.items.merge(other.items)
-
     def schema(self, enums: Enums = DEFAULT_ENUMS) -> dict[str, Any]:
         """The JSON Schema of everything seen here (``{}``, anything, when nothing was)."""
         kinds = [kind for kind in _ORDER if kind in self.types]
@@ -96,7 +77,7 @@ class Shape:
         result: dict[str, Any] = {"type": kinds[0] if len(kinds) == 1 else kinds}
         if "object" in kinds:
             result["properties"] = {name: child.schema(enums) for name, child in sorted(self.properties.items())}
-            required = sorted(name for name, child in self.properties.items() if child.present == self.objects)
+            required = sorted(name for name, child in self.properties.items() if child.seen == self.objects)
             if required:
                 result["required"] = required
         if "array" in kinds and self.items is not None and self.items.seen:
@@ -107,11 +88,6 @@ class Shape:
                 result["enum"] = values + ([None] if "null" in kinds else [])
         return result
 
-    @property
-    def present(self) -> int:
-        """How many times the field was there (a property's Shape counts each object that had it)."""
-        return self.seen
-
     def enum(self, enums: Enums) -> list[str] | None:
         strings = self.strings
         if not strings or enums.limit <= 0 or len(strings) > enums.limit:
@@ -119,20 +95,3 @@ class Shape:
         if sum(strings.values()) < enums.repeat * len(strings) or not enums.not_values.isdisjoint(strings):
             return None
         return sorted(strings)
-
-
-def json_type(value: Any) -> JsonType:
-    """The JSON Schema type name of a decoded JSON value (``bool`` is not an integer here)."""
-    if value is None:
-        return "null"
-    if value is True or value is False:
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):  # as written: 1.0 is a number, 1 an integer
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"

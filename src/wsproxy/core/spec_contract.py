@@ -22,7 +22,7 @@ from typing import Any, cast
 import msgspec
 
 from wsproxy.core.errors import UserError
-from wsproxy.core.json_schema import Check, Problem, SchemaError, compile_schema, resolve
+from wsproxy.core.json_schema import Check, Problem, SchemaError, compile_schema, follow
 from wsproxy.core.json_schema_fast import fast_decoder
 from wsproxy.core.protocol import ParsedMessage
 
@@ -93,11 +93,8 @@ def read_catalogue(document: Any, source: str = "the document") -> Catalogue:
     catalogue = Catalogue()
 
     def message(name: str, body: dict[str, Any]) -> Message:
-        payload = body.get("payload", {})
-        if isinstance(payload, dict) and "schema" in payload and "schemaFormat" in payload:
-            payload = payload["schema"]  # a Multi Format Schema Object
-        outer = _follow(document, payload)
-        properties = outer.get("properties") if isinstance(outer, dict) else None
+        payload = _payload(document, body)
+        properties = payload.get("properties") if isinstance(payload, dict) else None
         inner = _follow(document, properties.get("payload")) if isinstance(properties, dict) else None
         error = isinstance(inner, dict) and "error" in (inner.get("properties") or {})
         return Message(body.get("name") or name, payload, error)
@@ -221,15 +218,19 @@ def _problems(message: _Compiled, envelope: Any) -> list[SpecProblem]:
 
 
 def _follow(document: Any, node: Any) -> Any:
-    """A node, its ``$ref`` followed (and the next one's, a few times)."""
-    for _ in range(8):
-        if not isinstance(node, dict) or "$ref" not in node:
-            return node
-        try:
-            node = resolve(document, node["$ref"])
-        except SchemaError as exc:
-            raise SpecError(str(exc)) from None
-    return node
+    """``json_schema.follow``, its error said as the document's."""
+    try:
+        return follow(document, node)
+    except SchemaError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def _payload(document: Any, message: dict[str, Any]) -> Any:
+    """A message's payload schema, out of a Multi Format Schema Object when it is one."""
+    payload = _follow(document, message.get("payload", {}))
+    if isinstance(payload, dict) and "schema" in payload and "schemaFormat" in payload:
+        payload = _follow(document, payload["schema"])
+    return payload
 
 
 def _messages(document: Any, operation: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -250,9 +251,7 @@ def _messages(document: Any, operation: dict[str, Any]) -> list[tuple[str, dict[
 def _discriminator(document: Any, message: dict[str, Any]) -> tuple[str | None, list[str]]:
     """What envelope a message describes (``request``/``response``/``event``) and its payloadTypes or
     eventTypes, from its payload schema's ``const`` or ``enum`` (through ``$ref`` and ``allOf``)."""
-    payload = _follow(document, message.get("payload"))
-    if isinstance(payload, dict) and "schema" in payload and "schemaFormat" in payload:
-        payload = _follow(document, payload["schema"])
+    payload = _payload(document, message)
     properties: dict[str, Any] = {}
     for part in [payload, *(payload.get("allOf") or [] if isinstance(payload, dict) else [])]:
         part = _follow(document, part)

@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from wsproxy.core.json_schema import SchemaError, resolve
+from wsproxy.core.json_schema import SchemaError, follow, json_type
 from wsproxy.core.spec_contract import Catalogue, SpecError
 
 Impact = Literal["breaking", "compatible"]
@@ -166,14 +166,10 @@ class _Walker:
             self.add("values-changed", pointer, f"{_list(before)} -> {_list(after)}")
 
     def _expand(self, schema: Any, which: int) -> Any:
-        for _ in range(8):
-            if not isinstance(schema, dict) or "$ref" not in schema:
-                return schema
-            try:
-                schema = resolve(self.documents[which], schema["$ref"])
-            except SchemaError as exc:
-                raise SpecError(str(exc)) from None
-        return schema
+        try:
+            return follow(self.documents[which], schema)
+        except SchemaError as exc:
+            raise SpecError(str(exc)) from None
 
 
 def _type_set(schema: dict[str, Any]) -> frozenset[str] | None:
@@ -183,20 +179,12 @@ def _type_set(schema: dict[str, Any]) -> frozenset[str] | None:
         names = set(value if isinstance(value, list) else [value])
     elif "const" in schema or isinstance(schema.get("enum"), list):
         values = [schema["const"]] if "const" in schema else schema["enum"]
-        names = {_json_type(v) for v in values}
+        names = {json_type(v) for v in values}
     else:
         return None
     if "number" in names:
         names.add("integer")  # integer is part of number: number -> integer narrows, the other way widens
     return frozenset(names)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    return {int: "integer", float: "number", str: "string", list: "array"}.get(type(value), "object")
 
 
 def _words(types: frozenset[str]) -> str:

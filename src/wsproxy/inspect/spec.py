@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from wsproxy.core.errors import first_line
+from wsproxy.core.json_schema import follow
 from wsproxy.core.schema_infer import Enums
 from wsproxy.core.spec_contract import Catalogue, Contract, SpecError, read_catalogue
 from wsproxy.core.spec_infer import Inference
@@ -151,17 +152,13 @@ def _table(document: Any, schema: Any, example: Any) -> list[str]:
 
 def _fields(document: Any, schema: Any, example: Any, prefix: str, required: bool,
             depth: int = 0) -> Iterator[tuple[str, str, bool, str]]:
-    from wsproxy.core.json_schema import resolve
-    for _ in range(8):
-        if isinstance(schema, dict) and "$ref" in schema:
-            schema = resolve(document, schema["$ref"])
+    schema = follow(document, schema)
     if not isinstance(schema, dict) or depth > 8:
         return
     properties = schema.get("properties") or {}
     needed = set(schema.get("required") or [])
     for name, sub in properties.items():
-        while isinstance(sub, dict) and "$ref" in sub:
-            sub = resolve(document, sub["$ref"])
+        sub = follow(document, sub)
         field = f"{prefix}{name}"
         value = example.get(name) if isinstance(example, dict) else None
         yield field, _kind(sub), name in needed and required, _cell(value)
