@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 
@@ -162,59 +162,47 @@ class Contract:
         if kind is None:
             return []
         name = parsed.payload_type or parsed.event_type
-        if kind == "request":
-            found = self.requests.get(cast(str, name))
-            if found is not None and found.valid(parsed.raw):
-                return []
-        elif kind == "event":
-            found = (self.server_events if sender == "server" else self.client_events).get(cast(str, name))
-            if found is not None and found.valid(parsed.raw):
-                return []
-        elif answers is not None and any(reply.valid(parsed.raw) for reply in self.replies.get(answers, ())):
-            return []
+        if any(message.valid(parsed.raw) for message in self._candidates(sender, kind, name, answers)):
+            return []  # the fast path vouches for it (core.json_schema_fast)
         return self.check(sender, kind, name, _whole(parsed.raw), answers)
 
     def check(self, sender: str, kind: str, name: str | None, envelope: Any, answers: str | None) -> list[SpecProblem]:
         """The problems of one decoded envelope: ``kind`` request/response/event, ``name`` its
         payloadType or eventType, ``answers`` the payloadType of the request a response answers."""
-        if kind == "request":
-            assert name is not None
-            found = self.requests.get(name)
-            if found is None:
+        candidates = self._candidates(sender, kind, name, answers)
+        if not candidates:
+            if kind == "request":
                 return [(UNKNOWN_CODES["unknown"], "/payloadType", f"payloadType {name!r} is not in {self.source}")]
-            return _problems(found, envelope)
-        if kind == "event":
-            assert name is not None
-            events = self.server_events if sender == "server" else self.client_events
-            found = events.get(name)
-            if found is None:
+            if kind == "event":
                 return [(UNKNOWN_CODES["unknown"], "/eventType",
                          f"eventType {name!r} sent by the {sender} is not in {self.source}")]
-            return _problems(found, envelope)
-        if answers is None or answers not in self.requests:
-            return []  # an orphan response, or an unknown request: already said
-        replies = self.replies.get(answers) or []
-        if not replies:
+            if answers is None or answers not in self.requests:
+                return []  # an orphan response, or an unknown request: already said
             return [(UNKNOWN_CODES["reply"], "", f"the {answers} operation has no reply in {self.source}")]
         tried = []
-        for reply in replies:
+        for message in candidates:
             problems: list[Problem] = []
-            reply.check(envelope, "", problems)
-            if all(problem.kind == "extra" for problem in problems):
-                return [(SPEC_CODES[p.kind], p.pointer, f"{reply.name}: {p.words}") for p in problems]
-            tried.append((sum(problem.kind != "extra" for problem in problems), reply, problems))
+            message.check(envelope, "", problems)
+            if kind != "response" or all(problem.kind == "extra" for problem in problems):
+                return [(SPEC_CODES[p.kind], p.pointer, f"{message.name}: {p.words}") for p in problems]
+            tried.append((sum(problem.kind != "extra" for problem in problems), message, problems))
         count, closest, problems = min(tried, key=lambda entry: entry[0])
         first = next(problem for problem in problems if problem.kind != "extra")
         others = f" (and {count - 1} more)" if count > 1 else ""
-        names = " or ".join(reply.name for reply in replies)
+        names = " or ".join(reply.name for reply in candidates)
         return [(UNKNOWN_CODES["reply"], first.pointer,
                  f"response to {answers} matches no reply ({names}); closest {closest.name}: {first.words}{others}")]
 
-
-def _problems(message: _Compiled, envelope: Any) -> list[SpecProblem]:
-    problems: list[Problem] = []
-    message.check(envelope, "", problems)
-    return [(SPEC_CODES[p.kind], p.pointer, f"{message.name}: {p.words}") for p in problems]
+    def _candidates(self, sender: str, kind: str, name: str | None, answers: str | None) -> list[_Compiled]:
+        """The document's messages an envelope may be: its request, its event in its direction, or the
+        replies of the request a response answers."""
+        if kind == "request":
+            found = self.requests.get(name or "")
+        elif kind == "event":
+            found = (self.server_events if sender == "server" else self.client_events).get(name or "")
+        else:
+            return self.replies.get(answers, []) if answers is not None else []
+        return [found] if found is not None else []
 
 
 def _follow(document: Any, node: Any) -> Any:
