@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from wsproxy.cli.app import app, command, err, out
 from wsproxy.cli.options import choice
 from wsproxy.core.errors import EXIT_FOUND, EXIT_OK, UserError
-from wsproxy.core.spec_diff import Reading
+
+if TYPE_CHECKING:  # every command's start-up imports this module: the spec modules load when a spec command runs
+    from wsproxy.core.spec_diff import Reading
 
 PANEL = "The protocol as a document"
 REPORT = ("text", "json")
