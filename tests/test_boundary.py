@@ -403,3 +403,35 @@ def test_a_user_sql_runner_refuses_new_work_once_stopping() -> None:
     with pytest.raises(QueryError, match="wsproxy is stopping"):
         runner.run("SELECT 1")
     runner.close()
+
+
+async def test_interrupts_at_any_moment_leave_every_cursor_usable(tmp_path) -> None:
+    """A time limit or a departing asker may interrupt a statement just as it finishes; an interrupt that
+    landed in the ROLLBACK after it left its cursor in an aborted transaction, and every later statement
+    there failed with "Current transaction is aborted" (the web view's pages did, in CI)."""
+    import random
+
+    from wsproxy.store.files import open_for_writing
+    con = open_for_writing(tmp_path / "r.duckdb")
+    con.execute("CREATE TABLE t AS SELECT range AS x FROM range(200000)")
+    runner = UserSql(con)
+    chance = random.Random(25)
+    failures: list[str] = []
+    for _ in range(800):
+        sql = chance.choice(["SELECT count(*) FROM t", "SELECT sum(x) FROM t, range(3)", "SELECT 1"])
+        asker = asyncio.ensure_future(runner.query(sql, timeout=chance.choice([None, 0.001, 0.002])))
+        await asyncio.sleep(chance.random() * 0.004)
+        if chance.random() < 0.5:
+            asker.cancel()
+        try:
+            await asker
+        except asyncio.CancelledError:
+            pass
+        except QueryError as exc:  # stopped is fine; anything else is not
+            if "was stopped" not in str(exc):
+                failures.append(str(exc))
+    assert failures == []
+    answers = await asyncio.gather(*(runner.query("SELECT 42") for _ in range(8)))  # every cursor, and a few new
+    assert [answer.rows for answer in answers] == [[(42,)]] * 8
+    runner.close()
+    con.close()

@@ -170,10 +170,12 @@ class UserSql:
         return run
 
     def _end(self, run: _Run) -> None:
-        with self._lock:
+        with self._lock:  # from here no interrupt reaches the cursor, so none can land in its ROLLBACK
             run.active = False
             self._runs.discard(run)
-            if self._stopping:
+        reusable = _rolled_back(run.cursor)
+        with self._lock:
+            if self._stopping or not reusable:
                 run.cursor.close()
             else:
                 self._idle.append(run.cursor)
@@ -252,21 +254,26 @@ class _Deadlines:
 def _execute(run: _Run, sql: str, params: list[Any] | None, limit: int | None) -> QueryResult:
     """``sql`` in a read-only transaction: even a statement the guard let through cannot write."""
     cursor = run.cursor
-    cursor.execute("BEGIN TRANSACTION READ ONLY")
-    try:
-        if run.stopped is not None:  # stopped before it began: DuckDB forgets an interrupt when a statement starts
-            raise duckdb.InterruptException("stopped before it began")
-        result = cursor.execute(sql, params or [])
-        rows = result.fetchmany(limit + 1) if limit is not None else result.fetchall()
-        description = result.description or []
-    finally:
-        try:
-            cursor.execute("ROLLBACK")
-        except duckdb.Error:  # an interrupted statement has ended the transaction already
-            pass
+    cursor.execute("BEGIN TRANSACTION READ ONLY")  # ended by UserSql._end
+    if run.stopped is not None:  # stopped before it began: DuckDB forgets an interrupt when a statement starts
+        raise duckdb.InterruptException("stopped before it began")
+    result = cursor.execute(sql, params or [])
+    rows = result.fetchmany(limit + 1) if limit is not None else result.fetchall()
+    description = result.description or []
     truncated = limit is not None and len(rows) > limit
     return QueryResult([d[0] for d in description], [str(d[1]) for d in description],
                        rows[:limit] if truncated else rows, truncated)
+
+
+def _rolled_back(cursor: duckdb.DuckDBPyConnection) -> bool:
+    """End the statement's transaction; False when the cursor cannot be trusted with another one (an
+    interrupt that came as the statement finished can fail the ROLLBACK and leave the transaction
+    aborted: every later statement on that cursor would fail). Closing such a cursor rolls it back."""
+    try:
+        cursor.execute("ROLLBACK")
+        return True
+    except duckdb.Error:  # an interrupted or failed BEGIN, or an interrupted ROLLBACK
+        return False
 
 
 def _stopped_message(reason: StopReason, seconds: float) -> str:
