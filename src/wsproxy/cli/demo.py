@@ -33,9 +33,10 @@ async def run_demo(db: Path, console: Console, faults: Faults | None = None) -> 
     try:
         await session.start()
         console.print(f"chat server [bold]{shown(server.url)}[/]  ←  recording proxy [bold]{shown(session.url)}[/]  ←  "
-                      "User1, User2")
+                      "User1, User2", soft_wrap=True)
         if faults is not None and faults.rates:
-            console.print(f"the server misbehaves on purpose ({', '.join(faults.rates)}): findings show as they happen")
+            console.print(f"the server misbehaves on purpose ({', '.join(faults.rates)}): findings show as they happen",
+                          soft_wrap=True)
         try:
             await overview_flow(session.url, timeout=1.0 if faults is not None and faults.rates else 5.0)
         except ChatError as exc:
@@ -72,27 +73,30 @@ def print_summary(db: Path, session_id: int, console: Console) -> None:
         columns = [d[0] for d in result.description]
         rows = result.fetchall()
     console.print(f"\n[bold green]Recorded[/] session {session_id} into [bold]{shown(db)}[/]: "
-                  f"{conns} connections, {frames} frames ({by_type})")
+                  f"{conns} connections, {frames} frames ({by_type})", soft_wrap=True)
     line = Text("Protocol check: ")
     line.append_text(severity_counts(counts))
     console.print(line)
-    console.print("\nExample query:\n", EXAMPLE_QUERY, markup=False, highlight=False)
+    # soft_wrap: commands and SQL stay whole lines to copy, whatever the width (80 columns in a pipe)
+    console.print("\nExample query:\n" + EXAMPLE_QUERY, markup=False, highlight=False, soft_wrap=True)
     table = Table(*columns)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     console.print(table)
     diagram = write_diagram(db, session_id)
     console.print(f"Sequence diagram: [bold]{shown(diagram)}[/] (open it in a browser; "
-                  f"`wsproxy diagram {shown(db)}` prints the Mermaid text)")
-    console.print("Go on:\n"
-                  f"  wsproxy check {db}                       the findings, grouped by connection and rule\n"
-                  f"  wsproxy ui {db}                          browse it in a web page: connections, frames, pairs, "
-                  "findings, charts\n"
-                  f"  wsproxy show {db}                        the timeline, with latency and findings\n"
-                  f"  wsproxy replay {db}                      serve it back to your client as a mock server\n"
-                  f"  duckdb {db} \"SELECT * FROM exchanges\"   requests paired with responses, with latency\n"
-                  f"  duckdb {db} \"SELECT * FROM frames LIMIT 20\"   (or any DuckDB client)\n"
-                  "  wsproxy demo --faults duplicate-response,skip-event-id,binary   watch the checker catch a "
-                  "misbehaving server\n"
-                  "  wsproxy chat-server --port 8765 &   then   wsproxy record --upstream ws://127.0.0.1:8765\n"
-                  "  and point your own client at ws://127.0.0.1:8080/chat?user=NAME", markup=False, highlight=False)
+                  f"`wsproxy diagram {shown(db)}` prints the Mermaid text)", soft_wrap=True)
+    next_steps = [
+        (f"wsproxy check {db}", "the findings, grouped by connection and rule"),
+        (f"wsproxy ui {db}", "browse it in a web page: connections, frames, pairs, findings, charts"),
+        (f"wsproxy show {db}", "the timeline, with latency and findings"),
+        (f"wsproxy replay {db}", "serve it back to your client as a mock server"),
+        (f'duckdb {db} "SELECT * FROM exchanges"', "requests paired with responses, with latency"),
+        (f'duckdb {db} "SELECT * FROM frames LIMIT 20"', "(or any DuckDB client)"),
+        ("wsproxy demo --faults duplicate-response,skip-event-id,binary", "watch the checker catch a misbehaving server"),
+    ]
+    width = max(len(command) for command, _ in next_steps)
+    console.print("Go on:\n" + "".join(f"  {command:<{width}}   {what}\n" for command, what in next_steps)
+                  + "  wsproxy chat-server --port 8765 &   then   wsproxy record --upstream ws://127.0.0.1:8765\n"
+                  "  and point your own client at ws://127.0.0.1:8080/chat?user=NAME", markup=False, highlight=False,
+                  soft_wrap=True)
